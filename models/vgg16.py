@@ -1,0 +1,131 @@
+"""A Flax VGG16 that can stop at any named layer and compute just one channel of that layer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+from models.layers import LAYERS, get_layer
+
+# precision name -> (operand dtype, lax precision); accumulation is always fp32
+PRECISIONS = {
+    "fp32": (jnp.float32, lax.Precision.HIGHEST),
+    "tf32": (jnp.float32, lax.Precision.DEFAULT),
+    "bf16": (jnp.bfloat16, lax.Precision.DEFAULT),
+}
+
+
+def max_pool_2x2(x: jax.Array) -> jax.Array:
+    """2x2/2 max-pooling ('valid', odd edges dropped as Keras does).
+
+    Written as reshape + max rather than reduce_window: its gradient is an elementwise mask
+    instead of XLA's select-and-scatter, which is several times slower on CPU.
+    """
+    n, h, w, c = x.shape
+    x = x[:, : h // 2 * 2, : w // 2 * 2]
+    return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+
+
+def per_image_channel(linear, x: jax.Array, kernel, bias, channels: jax.Array) -> jax.Array:
+    """Output channel `channels[b]` of image b of the layer `linear(x, kernel) + bias`.
+
+    With fewer images than channels, only the B requested channels are computed for the whole
+    batch and each image keeps its own (the diagonal): B/C of the layer's arithmetic, with plain
+    dense convolutions rather than the per-image grouped ones vmap would produce. Images never
+    mix, so each image's result and gradient depend on that image alone.
+    """
+    if channels.shape[0] < kernel.shape[-1]:
+        y = linear(x, jnp.take(kernel, channels, axis=-1)) + jnp.take(bias, channels)
+        return jnp.moveaxis(jnp.diagonal(y, axis1=0, axis2=-1), -1, 0)
+    y = linear(x, kernel) + bias
+    index = channels.reshape((-1,) + (1,) * (y.ndim - 1))
+    return jnp.take_along_axis(y, index, axis=-1)[..., 0]
+
+
+class Conv3x3(nn.Module):
+    features: int
+    precision: str = "fp32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, channels=None) -> jax.Array:
+        shape = (3, 3, x.shape[-1], self.features)
+        kernel = self.param("kernel", nn.initializers.he_normal(), shape)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        dtype, precision = PRECISIONS[self.precision]
+
+        def linear(x, kernel):
+            return lax.conv_general_dilated(
+                x.astype(dtype),
+                kernel.astype(dtype),
+                window_strides=(1, 1),
+                padding="SAME",
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                precision=precision,
+                preferred_element_type=jnp.float32,
+            )
+
+        if channels is not None:
+            return nn.relu(per_image_channel(linear, x, kernel, bias, channels))
+        return nn.relu(linear(x, kernel) + bias)
+
+
+class Dense(nn.Module):
+    features: int
+    relu: bool = True
+    precision: str = "fp32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, channels=None) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.he_normal(), (x.shape[-1], self.features))
+        bias = self.param("bias", nn.initializers.zeros, (self.features,))
+        dtype, precision = PRECISIONS[self.precision]
+
+        def linear(x, kernel):
+            return jnp.dot(
+                x.astype(dtype),
+                kernel.astype(dtype),
+                precision=precision,
+                preferred_element_type=jnp.float32,
+            )
+
+        if channels is not None:
+            y = per_image_channel(linear, x, kernel, bias, channels)
+        else:
+            y = linear(x, kernel) + bias
+        return nn.relu(y) if self.relu else y
+
+
+class VGG16(nn.Module):
+    """VGG16 on caffe-preprocessed NHWC input.
+
+    `upto` names the last layer computed (post-ReLU for conv/fc1/fc2, pre-softmax logits for
+    `predictions`); nothing past it is evaluated. With `channels` (one index per image), only
+    image b's channel `channels[b]` of that layer is returned, without its channel axis.
+    `width_divisor` shrinks every layer's width, for small test fixtures.
+    """
+
+    width_divisor: int = 1
+    precision: str = "fp32"
+
+    @nn.compact
+    def __call__(self, x: jax.Array, upto: str = "predictions", channels=None) -> jax.Array:
+        target = get_layer(upto)
+        for layer in LAYERS:
+            width = layer.channels // self.width_divisor
+            select = channels if layer is target else None
+            if layer.kind == "conv":
+                if layer.name.endswith("_conv1") and layer.stride > 1:
+                    x = max_pool_2x2(x)
+                x = Conv3x3(width, self.precision, name=layer.name)(x, select)
+            else:
+                if layer.name == "fc1":
+                    x = max_pool_2x2(x).reshape(x.shape[0], -1)  # NHWC flatten, as Keras (TF)
+                if layer.name == "predictions":
+                    width = layer.channels  # always 1000 classes
+                relu = layer.name != "predictions"
+                x = Dense(width, relu, self.precision, name=layer.name)(x, select)
+            if layer is target:
+                return x
+        raise AssertionError("unreachable")

@@ -1,0 +1,18 @@
+"""From network input to something to look at: the 2016 post's deprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from models.preprocess import caffe_deprocess
+
+
+def deprocess_2016(image_caffe: np.ndarray) -> np.ndarray:
+    """(H, W, 3) caffe-space image -> uint8 RGB, as the 2016 post displayed it.
+
+    Back to RGB pixels, then center, scale to std 0.1, shift to 0.5, clip to [0, 1], x255.
+    """
+    x = caffe_deprocess(np.asarray(image_caffe, dtype=np.float64))
+    x = x - x.mean()
+    x = x / (x.std() + 1e-5) * 0.1 + 0.5
+    return (np.clip(x, 0, 1) * 255).astype(np.uint8)

@@ -1,0 +1,191 @@
+"""Render one layer: resume what exists, render the rest in compiled batches, stitch atlases."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import platform
+import time
+from contextlib import contextmanager
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from models.vgg16 import VGG16
+from render import __version__
+from render.ascent import chollet2016_optimizer, compile_ascent, initial_images
+from render.atlas import best_order, stitch
+from render.batching import auto_batch_size, default_loop, fit_batch, padded
+from render.display import deprocess_2016
+from render.errors import UserError
+from render.files import read_json, read_png, write_json, write_png
+from render.objectives import channel_mean
+from render.settings import Job
+
+log = logging.getLogger("render")
+METADATA = "metadata.json"
+
+
+def png_name(layer: str, index: int) -> str:
+    return f"{layer}_{index:04d}.png"
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jaxlib
+
+    return {
+        "render": __version__,
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "numpy": np.__version__,
+        "backend": jax.default_backend(),
+        "device": str(jax.local_devices()[0].device_kind),
+    }
+
+
+@contextmanager
+def folder_lock(folder: str):
+    """Refuse a second run writing into the same folder at the same time."""
+    with open(os.path.join(folder, ".lock"), "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(
+                f"another render is writing {folder}: wait for it to finish, or use another "
+                "output.root"
+            ) from None
+        yield
+
+
+def finished_filters(job: Job, records: dict) -> set[int]:
+    """Filters whose record and PNG are complete and belong to this configuration."""
+    done = set()
+    for k in job.filters:
+        record = records.get(str(k))
+        if record is None:
+            continue
+        if record["status"] != "ok":
+            done.add(k)  # dead or non-finite: deterministic, rendering again gives the same
+            continue
+        png = read_png(os.path.join(job.out_dir, record["file"]))
+        if png and png[1].get("render:key") == job.key and png[1].get("render:filter") == str(k):
+            done.add(k)
+    return done
+
+
+def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -> dict:
+    """Save one rendered filter (unless it is dead or non-finite) and describe it."""
+    record = {
+        "filter": k,
+        "seed": job.seed,
+        "loss_start": float(loss_start),
+        "loss_end": float(loss_end),
+        "file": None,
+    }
+    if not (np.isfinite(loss_end) and np.isfinite(image).all()):
+        return record | {"status": "nonfinite"}
+    if loss_end <= 0:
+        return record | {"status": "dead"}  # never left zero activation: no image to show
+    name = png_name(job.layer.name, k)
+    text = {
+        "render:key": job.key,
+        "render:layer": job.layer.name,
+        "render:filter": str(k),
+        "render:loss": f"{loss_end:.6g}",
+        "Software": f"render {__version__}",
+    }
+    write_png(os.path.join(job.out_dir, name), deprocess_2016(image), text)
+    return record | {"status": "ok", "file": name}
+
+
+def write_atlases(job: Job, records: dict) -> None:
+    indices = sorted(int(k) for k in records)
+    tiles = {}
+    for k in indices:
+        record = records[str(k)]
+        png = read_png(os.path.join(job.out_dir, record["file"])) if record["file"] else None
+        tiles[k] = png[0] if png else None
+    if not any(tile is not None for tile in tiles.values()):
+        log.warning("no filter produced an image: every one is dead; no atlas written")
+        return
+    out = job.output
+    background = tuple(out["background"])
+    atlas = stitch([tiles[k] for k in indices], out["cols"], out["margin"], background)
+    write_png(os.path.join(job.out_dir, "atlas.png"), atlas)
+    losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
+    best = best_order(losses, out["best_n"])
+    cols = min(out["best_cols"], len(best))
+    grid = stitch([tiles[k] for k in best], cols, out["margin"], background)
+    write_png(os.path.join(job.out_dir, "best.png"), grid)
+
+
+def render_layer(job: Job, params, settings: dict) -> dict:
+    """Render every missing filter of the job; returns the metadata written."""
+    os.makedirs(job.out_dir, exist_ok=True)
+    with folder_lock(job.out_dir):
+        meta_path = os.path.join(job.out_dir, METADATA)
+        meta = read_json(meta_path)
+        if not isinstance(meta, dict) or meta.get("key") != job.key:
+            meta = {"key": job.key, "layer": job.layer.name, "filters": {}}
+        meta |= {"settings": settings, "versions": versions()}
+        records = meta["filters"]
+        done = finished_filters(job, records)
+        todo = [k for k in job.filters if k not in done]
+        if done:
+            log.info("%d of %d filters already rendered in %s", len(done), len(job.filters),
+                     job.out_dir)
+        if todo:
+            _render(job, params, todo, meta, meta_path, len(done))
+        write_json(meta_path, meta)
+        write_atlases(job, records)
+        dead = sorted(int(k) for k, r in records.items() if r["status"] == "dead")
+        if dead:
+            log.info("dead filters (activation stayed at zero, no image): %s", dead)
+        return meta
+
+
+def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done: int) -> None:
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    batch = job.batch_size or auto_batch_size(job.layer, job.size, len(todo), divisor)
+    batch = fit_batch(batch, len(todo))
+    loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
+    model = VGG16(width_divisor=divisor, precision=job.precision)
+    objective = channel_mean(model, job.layer.name)
+    style = job.style
+
+    def start_images(targets):
+        return initial_images(job.seed, job.layer.index, targets, job.size, style["gray"],
+                              style["noise"])
+
+    start_fn = jax.jit(start_images)
+    targets = padded(todo[:batch], batch)
+    ascent = compile_ascent(objective, chollet2016_optimizer(job.step_size), job.steps, loop,
+                            params, start_fn(targets), targets)
+    log.info("%s: %d filters to render, batch %d, loop %s; compiled in %.1f s", job.layer.name,
+             len(todo), batch, loop, ascent.compile_seconds)
+    bar = tqdm(total=len(job.filters), initial=done, unit="filter", disable=not job.progress,
+               desc=job.layer.name, dynamic_ncols=True)
+    begin, rendered = time.perf_counter(), 0
+    try:
+        for first in range(0, len(todo), batch):
+            chunk = todo[first : first + batch]
+            targets = padded(chunk, batch)
+            images, loss_start, loss_end = ascent.run(params, start_fn(targets), targets)
+            images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
+            for i, k in enumerate(chunk):
+                meta["filters"][str(k)] = filter_record(job, k, images[i], loss_start[i],
+                                                        loss_end[i])
+            write_json(meta_path, meta)
+            rendered += len(chunk)
+            bar.update(len(chunk))
+    finally:
+        bar.close()
+        seconds = time.perf_counter() - begin
+        if rendered:
+            log.info("%s: rendered %d filters in %.1f s (%.2f filters/s after compilation)",
+                     job.layer.name, rendered, seconds, rendered / seconds)

@@ -1,0 +1,183 @@
+"""From a composed Hydra config to a checked Job: every bad value fails here, before any file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+from omegaconf import DictConfig, OmegaConf
+
+from models.download import imagenet_weights
+from models.layers import Layer, UnknownLayerError, get_layer
+from models.vgg16 import PRECISIONS
+from models.weights import WeightsError, WeightsInfo, load_weights
+from render.ascent import LOOPS
+from render.errors import UserError
+from render.ranges import parse_indices
+
+LIMITS = {  # key -> (lowest, highest) accepted
+    "size": (8, 4096),
+    "steps": (1, 100_000),
+    "seed": (0, 2**31 - 1),
+    "batch_size": (1, 65_536),
+}
+MAX_STEP_SIZE = 1e4
+
+
+@dataclass(frozen=True)
+class Job:
+    layer: Layer
+    filters: list[int]
+    weights_path: str | None  # None for weights=random
+    weights_info: WeightsInfo | None
+    size: int
+    steps: int
+    step_size: float
+    seed: int
+    batch_size: int | None  # None: auto
+    loop: str  # "auto", "python" or "device"
+    precision: str
+    style: dict
+    out_dir: str
+    key: str
+    output: dict = field(default_factory=dict)
+    progress: bool = True
+
+    @property
+    def channels(self) -> int:
+        divisor = self.weights_info.width_divisor if self.weights_info else 1
+        return self.layer.channels // divisor
+
+
+def _whole(cfg: DictConfig, key: str) -> int:
+    value, (low, high) = cfg[key], LIMITS[key]
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise UserError(f"{key}={value} is invalid: use a whole number from {low} to {high}")
+    return value
+
+
+def _layer(cfg: DictConfig) -> Layer:
+    try:
+        layer = get_layer(cfg.layer)
+    except UnknownLayerError as err:
+        raise UserError(str(err)) from None
+    if layer.kind != "conv":
+        raise UserError(
+            f"layer={cfg.layer} is fully connected: filter rendering takes a conv layer "
+            "(block1_conv1..block5_conv3)"
+        )
+    return layer
+
+
+def weights_id(spec: str) -> str:
+    """What identifies the weights in the run key: a file by its path, size and date."""
+    if spec in ("imagenet", "random"):
+        return spec
+    path = os.path.abspath(os.path.expanduser(spec))
+    try:
+        stat = os.stat(path)
+        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+    except OSError:
+        return path
+
+
+def run_key(cfg: DictConfig) -> str:
+    """Hash of every setting that changes the images (not batch size, loop or output options)."""
+    settings = {
+        "layer": get_layer(cfg.layer).name,
+        "weights": weights_id(str(cfg.weights)),
+        "size": cfg.size,
+        "steps": cfg.steps,
+        "step_size": cfg.step_size,
+        "seed": cfg.seed,
+        "precision": cfg.precision,
+        "style": OmegaConf.to_container(cfg.style, resolve=True),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def run_dir(cfg: DictConfig) -> str:
+    """The run's folder below output.root, e.g. block5_conv2/chollet2016-128px-seed0-1a2b3c4d."""
+    try:
+        layer = get_layer(cfg.layer).name
+    except UnknownLayerError:
+        layer = "unknown-layer"  # never used: validation refuses the run first
+    return f"{layer}/{cfg.style.name}-{cfg.size}px-seed{cfg.seed}-{run_key(cfg)[:8]}"
+
+
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("render_dir"):
+        OmegaConf.register_new_resolver("render_dir", lambda *, _root_: run_dir(_root_))
+
+
+def _writable_root(root: str) -> None:
+    path = os.path.abspath(root)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path) or not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"output folder {root} is not writable: choose another with output.root=")
+
+
+def weights_file(cfg: DictConfig, need_top: bool = False) -> str | None:
+    """The weights file to load (downloading the official one if needed); None for random."""
+    spec = str(cfg.weights)
+    try:
+        if spec == "random":
+            return None
+        if spec == "imagenet":
+            return imagenet_weights(need_top, cfg.cache_dir, cfg.weights_url)
+    except WeightsError as err:
+        raise UserError(str(err)) from None
+    return os.path.abspath(os.path.expanduser(spec))
+
+
+def make_job(cfg: DictConfig) -> Job:
+    """Check every setting; fetch and inspect the weights (shapes only)."""
+    layer = _layer(cfg)
+    size, steps, seed = _whole(cfg, "size"), _whole(cfg, "steps"), _whole(cfg, "seed")
+    if size < layer.stride:
+        raise UserError(
+            f"size={size} leaves no spatial map at {layer.name} (it sees 1/{layer.stride} of "
+            f"the image): use size>={layer.stride}"
+        )
+    step_size = cfg.step_size
+    if isinstance(step_size, bool) or not isinstance(step_size, int | float) or not (
+        math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE
+    ):
+        raise UserError(f"step_size={step_size} is invalid: use a number in (0, {MAX_STEP_SIZE:g}]")
+    batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")
+    if cfg.loop not in ("auto",) + LOOPS:
+        raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    _writable_root(cfg.output.root)
+    path = weights_file(cfg)
+    info = None
+    if path is not None:
+        try:
+            info = load_weights(path, read=False)[1]
+        except WeightsError as err:
+            raise UserError(str(err)) from None
+    channels = layer.channels // (info.width_divisor if info else 1)
+    filters = parse_indices(cfg.filters, channels, "filters")
+    return Job(
+        layer=layer,
+        filters=filters,
+        weights_path=path,
+        weights_info=info,
+        size=size,
+        steps=steps,
+        step_size=float(step_size),
+        seed=seed,
+        batch_size=batch_size,
+        loop=cfg.loop,
+        precision=cfg.precision,
+        style=OmegaConf.to_container(cfg.style, resolve=True),
+        out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
+        key=run_key(cfg),
+        output=OmegaConf.to_container(cfg.output, resolve=True),
+        progress=bool(cfg.progress),
+    )
