@@ -16,7 +16,10 @@ from models.weights import WeightsError
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 KERAS_FILES = {  # need_top -> (file name, md5)
-    False: ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"),
+    False: (
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "6d6bbae143d832006294945121d1f1fc",
+    ),
     True: ("vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"),
 }
 KERAS_MODELS_DIR = os.path.join("~", ".keras", "models")
@@ -38,8 +41,9 @@ def fetch(url: str, md5: str, cache_dir: str, fname: str) -> str:
     target = os.path.join(cache_dir, fname)
     by_hand = f"download it yourself and place it at {target} (or pass weights=/path/to/{fname})"
     try:
-        return pooch.retrieve(url, known_hash=f"md5:{md5}", fname=fname, path=cache_dir,
-                              progressbar=True)
+        return pooch.retrieve(
+            url, known_hash=f"md5:{md5}", fname=fname, path=cache_dir, progressbar=True
+        )
     except ValueError:
         raise WeightsError(f"download of {url} is corrupt (md5 mismatch); {by_hand}") from None
     except requests.exceptions.RequestException as err:

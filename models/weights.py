@@ -64,9 +64,7 @@ def _open(path: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as err:
-        raise WeightsError(
-            f"cannot open {path} ({err}): the file is truncated or damaged; fetch it again"
-        ) from None
+        raise WeightsError(f"{path} is truncated or damaged ({err}); fetch it again") from None
 
 
 def _attr_strings(values) -> list[str]:

@@ -8,8 +8,14 @@ import sys
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from render.cli import CONF_DIR, CONFIG_NAME, check_command, debug_requested, fail
-from render.cli import quote_index_lists
+from render.cli import (
+    CONF_DIR,
+    CONFIG_NAME,
+    check_command,
+    debug_requested,
+    fail,
+    quote_index_lists,
+)
 from render.errors import UserError
 from render.settings import register_resolvers
 

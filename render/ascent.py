@@ -39,8 +39,9 @@ def chollet2016_optimizer(step_size: float) -> optax.GradientTransformation:
     return optax.chain(normalize_by_rms(), optax.sgd(step_size))
 
 
-def initial_images(seed: int, stream: int, targets: jax.Array, size: int, gray: float,
-                   noise: float) -> jax.Array:
+def initial_images(
+    seed: int, stream: int, targets: jax.Array, size: int, gray: float, noise: float
+) -> jax.Array:
     """Gray plus uniform noise in [0, noise) per pixel, in caffe space, one image per target.
 
     Each image's noise depends only on (seed, stream, target): never on the batch around it.
@@ -62,8 +63,15 @@ class Ascent:
     loop: str
 
 
-def compile_ascent(objective: Objective, optimizer: optax.GradientTransformation, steps: int,
-                   loop: str, params, images: jax.Array, targets: jax.Array) -> Ascent:
+def compile_ascent(
+    objective: Objective,
+    optimizer: optax.GradientTransformation,
+    steps: int,
+    loop: str,
+    params,
+    images: jax.Array,
+    targets: jax.Array,
+) -> Ascent:
     """Compile `steps` of ascent for batches shaped like (images, targets).
 
     The result of run() is (final images, loss per image at the start, loss at the end).

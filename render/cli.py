@@ -22,10 +22,32 @@ from render.errors import UserError
 
 CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
 CONFIG_NAME = "config"
-INFO_FLAGS = {"--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-i", "--version",
-              "--shell-completion", "-sc", "--resolve"}
-VALUE_FLAGS = {"--config-path", "-cp", "--config-name", "-cn", "--config-dir", "-cd",
-               "--experimental-rerun", "--cfg", "-c", "--package", "-p"}
+INFO_FLAGS = {
+    "--help",
+    "-h",
+    "--hydra-help",
+    "--cfg",
+    "-c",
+    "--info",
+    "-i",
+    "--version",
+    "--shell-completion",
+    "-sc",
+    "--resolve",
+}
+VALUE_FLAGS = {
+    "--config-path",
+    "-cp",
+    "--config-name",
+    "-cn",
+    "--config-dir",
+    "-cd",
+    "--experimental-rerun",
+    "--cfg",
+    "-c",
+    "--package",
+    "-p",
+}
 INDEX_KEYS = ("filters", "classes")
 
 
@@ -94,11 +116,14 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
     """The override list of every job the command will run."""
     if not multirun:
         return [overrides]
-    cfg = compose_config(overrides, hydra_config=True)
-    params = cfg.hydra.sweeper.get("params") or {}
-    swept = [f"{key}={value}" for key, value in params.items()]
+    parser = OverridesParser.create()
     try:
-        parsed = OverridesParser.create().parse_overrides(swept + overrides)
+        fixed = [
+            o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()
+        ]
+        cfg = compose_config(fixed, hydra_config=True)
+        params = cfg.hydra.sweeper.get("params") or {}
+        parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()] + overrides)
         return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
     except HydraException as err:
         raise UserError(_hydra_message(err)) from None

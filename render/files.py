@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -38,13 +39,13 @@ def write_atomic(path: str, data: bytes) -> None:
 
 
 def _remove_quietly(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.remove(path)
-    except OSError:
-        pass
 
 
-def png_bytes(image: np.ndarray, text: dict[str, str] | None = None, dpi: int | None = None) -> bytes:
+def png_bytes(
+    image: np.ndarray, text: dict[str, str] | None = None, dpi: int | None = None
+) -> bytes:
     """Encode an (H, W, 3) uint8 image as PNG with tEXt metadata."""
     info = PngImagePlugin.PngInfo()
     for key, value in (text or {}).items():

@@ -137,8 +137,9 @@ def render_layer(job: Job, params, settings: dict) -> dict:
         done = finished_filters(job, records)
         todo = [k for k in job.filters if k not in done]
         if done:
-            log.info("%d of %d filters already rendered in %s", len(done), len(job.filters),
-                     job.out_dir)
+            log.info(
+                "%d of %d filters already rendered in %s", len(done), len(job.filters), job.out_dir
+            )
         if todo:
             _render(job, params, todo, meta, meta_path, len(done))
         write_json(meta_path, meta)
@@ -159,17 +160,37 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     style = job.style
 
     def start_images(targets):
-        return initial_images(job.seed, job.layer.index, targets, job.size, style["gray"],
-                              style["noise"])
+        return initial_images(
+            job.seed, job.layer.index, targets, job.size, style["gray"], style["noise"]
+        )
 
     start_fn = jax.jit(start_images)
     targets = padded(todo[:batch], batch)
-    ascent = compile_ascent(objective, chollet2016_optimizer(job.step_size), job.steps, loop,
-                            params, start_fn(targets), targets)
-    log.info("%s: %d filters to render, batch %d, loop %s; compiled in %.1f s", job.layer.name,
-             len(todo), batch, loop, ascent.compile_seconds)
-    bar = tqdm(total=len(job.filters), initial=done, unit="filter", disable=not job.progress,
-               desc=job.layer.name, dynamic_ncols=True)
+    ascent = compile_ascent(
+        objective,
+        chollet2016_optimizer(job.step_size),
+        job.steps,
+        loop,
+        params,
+        start_fn(targets),
+        targets,
+    )
+    log.info(
+        "%s: %d filters to render, batch %d, loop %s; compiled in %.1f s",
+        job.layer.name,
+        len(todo),
+        batch,
+        loop,
+        ascent.compile_seconds,
+    )
+    bar = tqdm(
+        total=len(job.filters),
+        initial=done,
+        unit="filter",
+        disable=not job.progress,
+        desc=job.layer.name,
+        dynamic_ncols=True,
+    )
     begin, rendered = time.perf_counter(), 0
     try:
         for first in range(0, len(todo), batch):
@@ -178,8 +199,9 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
             images, loss_start, loss_end = ascent.run(params, start_fn(targets), targets)
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
             for i, k in enumerate(chunk):
-                meta["filters"][str(k)] = filter_record(job, k, images[i], loss_start[i],
-                                                        loss_end[i])
+                meta["filters"][str(k)] = filter_record(
+                    job, k, images[i], loss_start[i], loss_end[i]
+                )
             write_json(meta_path, meta)
             rendered += len(chunk)
             bar.update(len(chunk))
@@ -187,5 +209,10 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
         bar.close()
         seconds = time.perf_counter() - begin
         if rendered:
-            log.info("%s: rendered %d filters in %.1f s (%.2f filters/s after compilation)",
-                     job.layer.name, rendered, seconds, rendered / seconds)
+            log.info(
+                "%s: rendered %d filters in %.1f s (%.2f filters/s after compilation)",
+                job.layer.name,
+                rendered,
+                seconds,
+                rendered / seconds,
+            )

@@ -144,8 +144,10 @@ def make_job(cfg: DictConfig) -> Job:
             f"the image): use size>={layer.stride}"
         )
     step_size = cfg.step_size
-    if isinstance(step_size, bool) or not isinstance(step_size, int | float) or not (
-        math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE
+    if (
+        isinstance(step_size, bool)
+        or not isinstance(step_size, int | float)
+        or not (math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE)
     ):
         raise UserError(f"step_size={step_size} is invalid: use a number in (0, {MAX_STEP_SIZE:g}]")
     batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")

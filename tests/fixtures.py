@@ -9,7 +9,13 @@ from models.layers import CONV_LAYERS, DENSE_LAYERS
 from models.weights import TOP_SIDE
 
 WIDTH_DIVISOR = 16
-LAST_OF_BLOCK = ("block1_conv2", "block2_conv2", "block3_conv3", "block4_conv3", "block5_conv3")  # channels 4, 8, 16, 32, 32; fc 256
+LAST_OF_BLOCK = (
+    "block1_conv2",
+    "block2_conv2",
+    "block3_conv3",
+    "block4_conv3",
+    "block5_conv3",
+)  # channels 4, 8, 16, 32, 32; fc 256
 
 
 def fixture_params(seed: int = 1, width_divisor: int = WIDTH_DIVISOR, top: bool = True) -> dict:
@@ -26,7 +32,10 @@ def fixture_params(seed: int = 1, width_divisor: int = WIDTH_DIVISOR, top: bool 
         for layer in DENSE_LAYERS:
             fout = 1000 if layer.name == "predictions" else layer.channels // width_divisor
             kernel = rng.normal(0, np.sqrt(2 / fin), (fin, fout)).astype(np.float32)
-            params[layer.name] = {"kernel": kernel, "bias": rng.normal(0, 0.1, fout).astype(np.float32)}
+            params[layer.name] = {
+                "kernel": kernel,
+                "bias": rng.normal(0, 0.1, fout).astype(np.float32),
+            }
             fin = fout
     return params
 
@@ -45,7 +54,9 @@ def write_keras(path, params: dict, slash_names: bool = False, extra_layers=None
     extra_layers {name: arrays} are appended (to imitate another network)."""
     top = "fc1" in params
     extra_layers = extra_layers or {}
-    names = [n for n in keras_layer_names(top) if n in params or "_conv" not in n or n in extra_layers]
+    names = [
+        n for n in keras_layer_names(top) if n in params or "_conv" not in n or n in extra_layers
+    ]
     names += list(extra_layers)
     with h5py.File(path, "w") as f:
         f.attrs["layer_names"] = [n.encode() for n in names]

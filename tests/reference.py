@@ -49,7 +49,9 @@ def theano_forward(layers: list[list[np.ndarray]], image_hwc: np.ndarray, upto: 
         padded = np.pad(x, ((0, 0), (1, 1), (1, 1)))
         # true convolution: out[o, y, x] = sum_{c,i,j} W[o, c, i, j] * in[c, y + 1 - (i - 1), ...]
         y = sum(
-            np.einsum("oc,chw->ohw", kernel[:, :, i, j], padded[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w])
+            np.einsum(
+                "oc,chw->ohw", kernel[:, :, i, j], padded[:, 2 - i : 2 - i + h, 2 - j : 2 - j + w]
+            )
             for i in range(3)
             for j in range(3)
         )

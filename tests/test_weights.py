@@ -35,7 +35,9 @@ def test_both_layouts_give_identical_activations_at_every_layer(weight_files, im
     assert (info_k.layout, info_t.layout) == ("keras", "theano2016")
     assert info_k.width_divisor == info_t.width_divisor == 16
     for name in LAYER_NAMES:
-        np.testing.assert_array_equal(forward(keras, image224, name), forward(theano, image224, name))
+        np.testing.assert_array_equal(
+            forward(keras, image224, name), forward(theano, image224, name)
+        )
 
 
 @pytest.mark.parametrize("upto", TOP_LAYERS)
@@ -55,7 +57,9 @@ def test_2016_file_matches_theano_semantics(weight_files, params, image224, forw
 def test_flip_is_needed(weight_files, params, image224, forward, monkeypatch):
     """Without the spatial flip the 2016 kernels compute a different network."""
     monkeypatch.setattr(
-        weights_module, "theano_conv_to_hwio", lambda k: np.ascontiguousarray(k.transpose(2, 3, 1, 0))
+        weights_module,
+        "theano_conv_to_hwio",
+        lambda k: np.ascontiguousarray(k.transpose(2, 3, 1, 0)),
     )
     loaded, _ = load_weights(weight_files["theano"])
     expected = theano_forward(to_theano(params), image224, "block1_conv1")
@@ -69,7 +73,8 @@ def test_fc1_row_permutation_is_needed(weight_files, params, image224, forward, 
     np.testing.assert_allclose(
         forward(loaded, image224, "block5_conv3"),
         theano_forward(to_theano(params), image224, "block5_conv3"),
-        rtol=1e-5, atol=1e-4,
+        rtol=1e-5,
+        atol=1e-4,
     )
     assert rel_error(forward(loaded, image224, "fc1"), expected) > 0.1
 
@@ -79,7 +84,9 @@ def test_keras_slash_weight_names(tmp_path, params):
     write_keras(path, params, slash_names=True)
     loaded, info = load_weights(str(path), need_top=True)
     np.testing.assert_array_equal(loaded["params"]["fc2"]["kernel"], params["fc2"]["kernel"])
-    np.testing.assert_array_equal(loaded["params"]["block4_conv2"]["bias"], params["block4_conv2"]["bias"])
+    np.testing.assert_array_equal(
+        loaded["params"]["block4_conv2"]["bias"], params["block4_conv2"]["bias"]
+    )
 
 
 def test_full_width_shapes_are_checked(tmp_path):
@@ -105,7 +112,10 @@ def _resnet(path, params):
 
 def _shape_mismatch(path, params):
     bad = dict(params)
-    bad["block3_conv2"] = {"kernel": params["block3_conv2"]["kernel"][:, :, :8], "bias": params["block3_conv2"]["bias"]}
+    bad["block3_conv2"] = {
+        "kernel": params["block3_conv2"]["kernel"][:, :, :8],
+        "bias": params["block3_conv2"]["bias"],
+    }
     write_keras(path, bad)
 
 
@@ -124,9 +134,15 @@ def _not_hdf5(path, params):
 
 
 BAD_FILES = {
-    "vgg19": (_vgg19, "has layer 'block5_conv4', which VGG16 does not: is it a VGG19, a ResNet or another network? Pass VGG16 weights"),
+    "vgg19": (
+        _vgg19,
+        "has layer 'block5_conv4', which VGG16 does not: is it a VGG19, a ResNet or another network? Pass VGG16 weights",
+    ),
     "resnet": (_resnet, "has layer 'conv1_conv', which VGG16 does not"),
-    "shape": (_shape_mismatch, "layer block3_conv2 has kernel shape (3, 3, 8, 16), VGG16 needs (3, 3, 16, 16): is it another network?"),
+    "shape": (
+        _shape_mismatch,
+        "layer block3_conv2 has kernel shape (3, 3, 8, 16), VGG16 needs (3, 3, 16, 16): is it another network?",
+    ),
     "missing": (_missing_layer, "has no layer 'block2_conv1': not complete VGG16 weights"),
     "truncated": (_truncated, "truncated or damaged"),
     "not_hdf5": (_not_hdf5, "is not an HDF5 file: expected Keras VGG16 weights (.h5)"),
@@ -144,10 +160,15 @@ def test_bad_weight_files_name_file_and_problem(tmp_path, params, case):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(WeightsError, match="weights file not found: .*nope.h5 \\(pass weights=imagenet"):
+    with pytest.raises(
+        WeightsError, match="weights file not found: .*nope.h5 \\(pass weights=imagenet"
+    ):
         load_weights(str(tmp_path / "nope.h5"))
 
 
 def test_notop_file_where_top_is_needed(weight_files):
-    with pytest.raises(WeightsError, match="has no fully connected top \\(a notop file\\); this objective needs the full file vgg16_weights_tf_dim_ordering_tf_kernels.h5"):
+    with pytest.raises(
+        WeightsError,
+        match="has no fully connected top \\(a notop file\\); this objective needs the full file vgg16_weights_tf_dim_ordering_tf_kernels.h5",
+    ):
         load_weights(weight_files["keras_notop"], need_top=True)

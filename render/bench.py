@@ -1,0 +1,196 @@
+"""Benchmark: filters/s, counted GFLOP/s and the share of the machine's measured matmul ceiling.
+
+    python -m render.bench --weights /tmp/real-vgg16/vgg16_notop_keras.h5
+    python -m render.bench --layers block1_conv2 --batch 1,2,4,8 --loop python,device
+
+FLOPs are counted as in the throughput issue: forward plus data-gradient backward through the
+network cut at the layer, per step, 2 per multiply-add. "nominal" counts the whole target layer
+(what a plain implementation computes, comparable across frameworks); "executed" counts what
+this renderer computes: only min(batch, channels) channels of the target layer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models.layers import CONV_LAYERS, Layer, get_layer, output_size
+from models.vgg16 import VGG16
+from render.ascent import chollet2016_optimizer, compile_ascent, initial_images
+from render.batching import auto_batch_size, default_loop, fit_batch, padded
+from render.errors import UserError
+from render.model_io import load_params
+from render.objectives import channel_mean
+
+
+def conv_flops(layer: Layer, size: int, target_channels: int | None = None) -> float:
+    """Forward FLOPs of one image through the network cut at `layer`."""
+    total = 0.0
+    for conv in CONV_LAYERS[: layer.index + 1]:
+        side = output_size(conv, size)
+        cout = target_channels if conv is layer and target_channels else conv.channels
+        total += 2.0 * side * side * 9 * conv.in_channels * cout
+    return total
+
+
+def step_flops(layer: Layer, size: int, target_channels: int | None = None) -> float:
+    """Forward plus data-gradient backward (the same count again) for one image and step."""
+    return 2 * conv_flops(layer, size, target_channels)
+
+
+def matmul_ceiling(n: int = 4096, repeats: int = 5) -> float:
+    """Best fp32 n x n matmul rate of the default device, in GFLOP/s."""
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
+    dot = jax.jit(lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST))
+    dot(a, a).block_until_ready()
+    best = min(_timed(lambda: dot(a, a).block_until_ready()) for _ in range(repeats))
+    return 2.0 * n**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def peak_memory_mb() -> float:
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats and "peak_bytes_in_use" in stats:
+        return stats["peak_bytes_in_use"] / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host process peak
+
+
+def bench_layer(
+    params,
+    layer: Layer,
+    filters: int,
+    size: int,
+    steps: int,
+    batch: int | None,
+    loop: str,
+    repeats: int,
+    precision: str = "fp32",
+) -> dict:
+    batch = fit_batch(batch or auto_batch_size(layer, size, filters), filters)
+    loop = loop if loop != "auto" else default_loop(jax.default_backend())
+    objective = channel_mean(VGG16(precision=precision), layer.name)
+    start_fn = jax.jit(lambda t: initial_images(0, layer.index, t, size, 128.0, 20.0))
+    targets = padded(list(range(batch)), batch)
+    ascent = compile_ascent(
+        objective, chollet2016_optimizer(1.0), steps, loop, params, start_fn(targets), targets
+    )
+    chunks = [
+        padded(list(range(i, min(i + batch, filters))), batch) for i in range(0, filters, batch)
+    ]
+
+    def render_all():
+        for targets in chunks:
+            jax.block_until_ready(ascent.run(params, start_fn(targets), targets))
+
+    render_all()  # warm-up: first-call overheads are not throughput
+    seconds = statistics.median(_timed(render_all) for _ in range(repeats))
+    rate = filters / seconds
+    images = len(chunks) * batch  # padded images are computed too
+    nominal = step_flops(layer, size) * steps * filters / seconds / 1e9
+    executed = step_flops(layer, size, min(batch, layer.channels)) * steps * images / seconds / 1e9
+    return {
+        "layer": layer.name,
+        "size": size,
+        "steps": steps,
+        "filters": filters,
+        "batch": batch,
+        "loop": loop,
+        "precision": precision,
+        "channel_selection": True,
+        "filters_per_s": rate,
+        "nominal_gflops": nominal,
+        "executed_gflops": executed,
+        "compile_s": ascent.compile_seconds,
+        "peak_memory_mb": peak_memory_mb(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m render.bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--weights", default="random", help="a VGG16 .h5 file, or random (same speed, no download)"
+    )
+    parser.add_argument("--layers", default="block1_conv2,block3_conv3,block5_conv2")
+    parser.add_argument("--filters", type=int, default=16, help="filters rendered per layer")
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batch", default="auto", help="auto or comma-separated sizes")
+    parser.add_argument("--loop", default="auto", help="auto, python, device, or both")
+    parser.add_argument("--precision", default="fp32", help="fp32, tf32 or bf16")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    try:
+        layers = [get_layer(name) for name in args.layers.split(",")]
+    except ValueError as err:
+        sys.exit(f"render.bench: error: {err}")
+    try:
+        params = load_params(None if args.weights == "random" else args.weights)
+    except UserError as err:
+        sys.exit(f"render.bench: error: {err}")
+    ceiling = matmul_ceiling()
+    device = jax.local_devices()[0]
+    print(
+        f"device: {device.device_kind} ({jax.default_backend()}, {jax.local_device_count()} "
+        f"local), jax {jax.__version__}; fp32 matmul ceiling {ceiling:.0f} GFLOP/s"
+    )
+    print(
+        f"{'layer':<14}{'batch':>6}{'loop':>8}{'filters/s':>11}{'GFLOP/s nominal':>17}"
+        f"{'of ceiling':>12}{'executed':>10}{'compile s':>11}{'peak MB':>9}"
+    )
+    batches = [None] if args.batch == "auto" else [int(b) for b in args.batch.split(",")]
+    loops = ["python", "device"] if args.loop == "both" else args.loop.split(",")
+    results = []
+    for layer in layers:
+        for batch in batches:
+            for loop in loops:
+                r = bench_layer(
+                    params,
+                    layer,
+                    args.filters,
+                    args.size,
+                    args.steps,
+                    batch,
+                    loop,
+                    args.repeats,
+                    args.precision,
+                )
+                r |= {
+                    "ceiling_gflops": ceiling,
+                    "fraction_of_ceiling": r["nominal_gflops"] / ceiling,
+                    "device": device.device_kind,
+                    "jax": jax.__version__,
+                }
+                results.append(r)
+                print(
+                    f"{r['layer']:<14}{r['batch']:>6}{r['loop']:>8}{r['filters_per_s']:>11.3f}"
+                    f"{r['nominal_gflops']:>17.1f}{r['fraction_of_ceiling']:>12.2f}"
+                    f"{r['executed_gflops']:>10.1f}{r['compile_s']:>11.2f}"
+                    f"{r['peak_memory_mb']:>9.0f}",
+                    flush=True,
+                )
+    if args.json:
+        from render.files import write_json
+
+        write_json(args.json, results)
+
+
+if __name__ == "__main__":
+    main()
