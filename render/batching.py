@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import jax
 import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from models.layers import CONV_LAYERS, Layer, output_size
 
-# Measured on XLA:CPU (2-core Zen4, 128 px, see BENCHMARKS.md in the README): per-image
-# channel selection makes block1 fastest one image at a time; deeper layers like 8.
-CPU_BATCH = {1: 1, 2: 4}
-CPU_BATCH_DEEP = 8
+# Measured on XLA:CPU (2-core Zen4, 128 px; render/BENCHMARKS.md): small batches keep the
+# activations in cache, and channel selection makes block1 fastest one image at a time.
+CPU_BATCH = {1: 1, 2: 2, 4: 2}  # layer stride -> batch
+CPU_BATCH_DEEP = 4
 ACCELERATOR_MEMORY_SHARE = 0.4  # of the device's memory, for one batch's activations
 BYTES_PER_ACTIVATION = 4 * 4  # fp32, kept for backward, gradient, and slack for XLA's temporaries
 
@@ -52,3 +53,22 @@ def fit_batch(batch: int, filters: int) -> int:
 def padded(targets: list[int], batch: int) -> np.ndarray:
     """The batch's targets, padded by repeating the last one so every batch has one shape."""
     return np.asarray(targets + [targets[-1]] * (batch - len(targets)), dtype=np.int32)
+
+
+def _mesh() -> Mesh | None:
+    devices = jax.local_devices()
+    return Mesh(np.array(devices), ("filters",)) if len(devices) > 1 else None
+
+
+def split_over_devices(batch_array):
+    """Shard the filter (leading) axis of a batch over all local devices; no-op on one."""
+    mesh = _mesh()
+    if mesh is None:
+        return batch_array
+    return jax.device_put(batch_array, NamedSharding(mesh, PartitionSpec("filters")))
+
+
+def replicate_over_devices(tree):
+    """A copy of `tree` (the weights) on every local device; no-op on one."""
+    mesh = _mesh()
+    return tree if mesh is None else jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

@@ -127,8 +127,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--weights", default="random", help="a VGG16 .h5 file, or random (same speed, no download)"
     )
-    parser.add_argument("--layers", default="block1_conv2,block3_conv3,block5_conv2")
-    parser.add_argument("--filters", type=int, default=16, help="filters rendered per layer")
+    parser.add_argument(
+        "--layers",
+        default="block1_conv2,block3_conv3,block5_conv2",
+        help="comma-separated layer names, or all (the 13 conv layers)",
+    )
+    parser.add_argument(
+        "--filters",
+        default="16",
+        help="filters rendered per layer: a number, or all (4,224 for all layers)",
+    )
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", default="auto", help="auto or comma-separated sizes")
@@ -138,9 +146,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     try:
-        layers = [get_layer(name) for name in args.layers.split(",")]
+        names = args.layers.split(",") if args.layers != "all" else [c.name for c in CONV_LAYERS]
+        layers = [get_layer(name) for name in names]
     except ValueError as err:
         sys.exit(f"render.bench: error: {err}")
+    if args.filters != "all" and not args.filters.isdigit():
+        sys.exit(f"render.bench: error: --filters {args.filters}: use a number or all")
     try:
         params = load_params(None if args.weights == "random" else args.weights)
     except UserError as err:
@@ -186,6 +197,13 @@ def main(argv: list[str] | None = None) -> None:
                     f"{r['peak_memory_mb']:>9.0f}",
                     flush=True,
                 )
+    seconds = sum(r["filters"] / r["filters_per_s"] for r in results)
+    flops = sum(r["nominal_gflops"] * r["filters"] / r["filters_per_s"] for r in results)
+    print(
+        f"total: {sum(r['filters'] for r in results)} filters in {seconds:.2f} s of rendering "
+        f"after compilation, {flops / seconds / 1e3:.2f} TFLOP/s nominal "
+        f"({flops / seconds / ceiling:.2f} of the fp32 matmul ceiling)"
+    )
     if args.json:
         from render.files import write_json
 

@@ -17,7 +17,14 @@ from models.vgg16 import VGG16
 from render import __version__
 from render.ascent import chollet2016_optimizer, compile_ascent, initial_images
 from render.atlas import best_order, stitch
-from render.batching import auto_batch_size, default_loop, fit_batch, padded
+from render.batching import (
+    auto_batch_size,
+    default_loop,
+    fit_batch,
+    padded,
+    replicate_over_devices,
+    split_over_devices,
+)
 from render.display import deprocess_2016
 from render.errors import UserError
 from render.files import read_json, read_png, write_json, write_png
@@ -165,7 +172,8 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
         )
 
     start_fn = jax.jit(start_images)
-    targets = padded(todo[:batch], batch)
+    params = replicate_over_devices(params)
+    targets = split_over_devices(padded(todo[:batch], batch))
     ascent = compile_ascent(
         objective,
         chollet2016_optimizer(job.step_size),
@@ -176,10 +184,11 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
         targets,
     )
     log.info(
-        "%s: %d filters to render, batch %d, loop %s; compiled in %.1f s",
+        "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
         job.layer.name,
         len(todo),
         batch,
+        jax.local_device_count(),
         loop,
         ascent.compile_seconds,
     )
@@ -195,7 +204,7 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     try:
         for first in range(0, len(todo), batch):
             chunk = todo[first : first + batch]
-            targets = padded(chunk, batch)
+            targets = split_over_devices(padded(chunk, batch))
             images, loss_start, loss_end = ascent.run(params, start_fn(targets), targets)
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
             for i, k in enumerate(chunk):

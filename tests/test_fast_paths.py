@@ -1,0 +1,104 @@
+"""Every fast path against the plain one: channel selection, bf16, several devices."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from models.vgg16 import VGG16
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def inputs(params):
+    images = jnp.asarray(np.random.default_rng(3).normal(0, 30, (4, 32, 32, 3)), jnp.float32)
+    return {"params": params}, images
+
+
+def per_image_objective(model, layer, select):
+    """Mean of channel targets[b] of image b: selected inside the layer, or taken afterwards."""
+
+    def loss(params, images, targets):
+        if select:
+            act = model.apply(params, images, upto=layer, channels=targets)
+        else:
+            full = model.apply(params, images, upto=layer)
+            act = jnp.take_along_axis(full, targets[:, None, None, None], axis=-1)[..., 0]
+        return act.mean(axis=(1, 2))
+
+    return loss
+
+
+@pytest.mark.parametrize(
+    ("layer", "targets"),
+    [
+        ("block3_conv2", [0, 5, 9, 15]),  # fewer images than channels: computed channels only
+        ("block1_conv1", [3, 0, 1, 2]),  # as many images as channels: whole layer, then taken
+        ("block2_conv2", [7, 7, 7, 7]),  # the padding case: one filter repeated
+    ],
+)
+def test_channel_selection_equals_whole_layer(inputs, layer, targets):
+    params, images = inputs
+    targets = jnp.asarray(targets, jnp.int32)
+    model = VGG16(width_divisor=16)
+    results = []
+    for select in (True, False):
+        loss = per_image_objective(model, layer, select)
+        value, grad = jax.value_and_grad(lambda x, f=loss: f(params, x, targets).sum())(images)
+        results.append((loss(params, images, targets), grad))
+    (sel_loss, sel_grad), (full_loss, full_grad) = results
+    np.testing.assert_allclose(sel_loss, full_loss, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(sel_grad, full_grad, rtol=1e-4, atol=1e-5 * np.abs(full_grad).max())
+
+
+def test_bf16_matches_fp32_within_tolerance(inputs):
+    """bf16 operands with fp32 accumulation: activations within 2% of the layer's scale."""
+    params, images = inputs
+    fp32 = VGG16(width_divisor=16, precision="fp32").apply(params, images, upto="block3_conv3")
+    bf16 = VGG16(width_divisor=16, precision="bf16").apply(params, images, upto="block3_conv3")
+    assert bf16.dtype == jnp.float32
+    error = np.abs(np.asarray(bf16) - np.asarray(fp32)).max() / np.abs(np.asarray(fp32)).max()
+    assert 0 < error < 0.02
+
+
+def test_four_devices_give_the_images_of_one(weight_files, tmp_path):
+    """The filter axis sharded over 4 host devices renders byte-identical files."""
+    outputs = {}
+    for devices in (1, 4):
+        root = tmp_path / f"dev{devices}"
+        env = dict(
+            os.environ,
+            PYTHONPATH=REPO,
+            XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
+        )
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "render",
+                f"weights={weight_files['keras_notop']}",
+                "layer=conv3_1",
+                "filters=0-7",
+                "size=32",
+                "batch_size=8",
+                "steps=10",
+                f"output.root={root}",
+                "progress=false",
+            ],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=env,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr
+        assert f"batch 8 on {devices} device(s)" in result.stdout
+        outputs[devices] = {
+            str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*.png")
+        }
+    assert len(outputs[1]) == 10 and outputs[1] == outputs[4]
