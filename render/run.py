@@ -6,6 +6,8 @@ import fcntl
 import logging
 import os
 import platform
+import signal
+import threading
 import time
 from contextlib import contextmanager
 
@@ -53,6 +55,22 @@ def versions() -> dict[str, str]:
         "backend": jax.default_backend(),
         "device": str(jax.local_devices()[0].device_kind),
     }
+
+
+@contextmanager
+def interrupts_deferred():
+    """Hold Ctrl-C until a batch's images and metadata are all written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @contextmanager
@@ -131,10 +149,18 @@ def write_atlases(job: Job, records: dict) -> None:
     write_png(os.path.join(job.out_dir, "best.png"), grid)
 
 
+def remove_stale_temporaries(folder: str) -> None:
+    """Temporary files of a run that was killed mid-write (see files.write_atomic)."""
+    for name in os.listdir(folder):
+        if name.startswith(".") and name.endswith(".tmp"):
+            os.remove(os.path.join(folder, name))
+
+
 def render_layer(job: Job, params, settings: dict) -> dict:
     """Render every missing filter of the job; returns the metadata written."""
     os.makedirs(job.out_dir, exist_ok=True)
     with folder_lock(job.out_dir):
+        remove_stale_temporaries(job.out_dir)
         meta_path = os.path.join(job.out_dir, METADATA)
         meta = read_json(meta_path)
         if not isinstance(meta, dict) or meta.get("key") != job.key:
@@ -207,11 +233,12 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
             targets = split_over_devices(padded(chunk, batch))
             images, loss_start, loss_end = ascent.run(params, start_fn(targets), targets)
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
-            for i, k in enumerate(chunk):
-                meta["filters"][str(k)] = filter_record(
-                    job, k, images[i], loss_start[i], loss_end[i]
-                )
-            write_json(meta_path, meta)
+            with interrupts_deferred():
+                for i, k in enumerate(chunk):
+                    meta["filters"][str(k)] = filter_record(
+                        job, k, images[i], loss_start[i], loss_end[i]
+                    )
+                write_json(meta_path, meta)
             rendered += len(chunk)
             bar.update(len(chunk))
     finally:
