@@ -17,6 +17,34 @@ PRECISIONS = {
 }
 
 
+@jax.custom_vjp
+def redirected_relu(x: jax.Array, redirect: jax.Array) -> jax.Array:
+    """ReLU whose gradient, while `redirect` is 1, also reaches negative inputs when it pushes
+    them up and the image's plain ReLU gradient is zero everywhere (Lucid's trick, so filters
+    that start dead still get a gradient). Cotangents are of a loss being minimized."""
+    return jnp.maximum(x, 0)
+
+
+def _redirected_fwd(x, redirect):
+    return jnp.maximum(x, 0), (x, redirect)
+
+
+def _redirected_bwd(residual, g):
+    x, redirect = residual
+    plain = jnp.where(x > 0, g, 0)
+    pushing_up = jnp.where((x <= 0) & (g > 0), 0, g)
+    axes = tuple(range(1, g.ndim))
+    silent = jnp.all(plain == 0, axis=axes, keepdims=True) & (redirect > 0)
+    return jnp.where(silent, pushing_up, plain), jnp.zeros_like(redirect)
+
+
+redirected_relu.defvjp(_redirected_fwd, _redirected_bwd)
+
+
+def _relu(x: jax.Array, redirect) -> jax.Array:
+    return nn.relu(x) if redirect is None else redirected_relu(x, redirect)
+
+
 def max_pool_2x2(x: jax.Array) -> jax.Array:
     """2x2/2 max-pooling ('valid', odd edges dropped as Keras does).
 
@@ -49,7 +77,7 @@ class Conv3x3(nn.Module):
     precision: str = "fp32"
 
     @nn.compact
-    def __call__(self, x: jax.Array, channels=None) -> jax.Array:
+    def __call__(self, x: jax.Array, channels=None, redirect=None) -> jax.Array:
         shape = (3, 3, x.shape[-1], self.features)
         kernel = self.param("kernel", nn.initializers.he_normal(), shape)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
@@ -67,8 +95,8 @@ class Conv3x3(nn.Module):
             )
 
         if channels is not None:
-            return nn.relu(per_image_channel(linear, x, kernel, bias, channels))
-        return nn.relu(linear(x, kernel) + bias)
+            return _relu(per_image_channel(linear, x, kernel, bias, channels), redirect)
+        return _relu(linear(x, kernel) + bias, redirect)
 
 
 class Dense(nn.Module):
@@ -77,7 +105,7 @@ class Dense(nn.Module):
     precision: str = "fp32"
 
     @nn.compact
-    def __call__(self, x: jax.Array, channels=None) -> jax.Array:
+    def __call__(self, x: jax.Array, channels=None, redirect=None) -> jax.Array:
         kernel = self.param("kernel", nn.initializers.he_normal(), (x.shape[-1], self.features))
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         dtype, precision = PRECISIONS[self.precision]
@@ -94,7 +122,7 @@ class Dense(nn.Module):
             y = per_image_channel(linear, x, kernel, bias, channels)
         else:
             y = linear(x, kernel) + bias
-        return nn.relu(y) if self.relu else y
+        return _relu(y, redirect) if self.relu else y
 
 
 class VGG16(nn.Module):
@@ -103,6 +131,7 @@ class VGG16(nn.Module):
     `upto` names the last layer computed (post-ReLU for conv/fc1/fc2, pre-softmax logits for
     `predictions`); nothing past it is evaluated. With `channels` (one index per image), only
     image b's channel `channels[b]` of that layer is returned, without its channel axis.
+    `redirect` (a 0/1 scalar array) switches every ReLU's gradient to `redirected_relu`.
     `width_divisor` shrinks every layer's width, for small test fixtures.
     """
 
@@ -110,7 +139,9 @@ class VGG16(nn.Module):
     precision: str = "fp32"
 
     @nn.compact
-    def __call__(self, x: jax.Array, upto: str = "predictions", channels=None) -> jax.Array:
+    def __call__(
+        self, x: jax.Array, upto: str = "predictions", channels=None, redirect=None
+    ) -> jax.Array:
         target = get_layer(upto)
         for layer in LAYERS:
             width = layer.channels // self.width_divisor
@@ -118,14 +149,14 @@ class VGG16(nn.Module):
             if layer.kind == "conv":
                 if layer.name.endswith("_conv1") and layer.stride > 1:
                     x = max_pool_2x2(x)
-                x = Conv3x3(width, self.precision, name=layer.name)(x, select)
+                x = Conv3x3(width, self.precision, name=layer.name)(x, select, redirect)
             else:
                 if layer.name == "fc1":
                     x = max_pool_2x2(x).reshape(x.shape[0], -1)  # NHWC flatten, as Keras (TF)
                 if layer.name == "predictions":
                     width = layer.channels  # always 1000 classes
                 relu = layer.name != "predictions"
-                x = Dense(width, relu, self.precision, name=layer.name)(x, select)
+                x = Dense(width, relu, self.precision, name=layer.name)(x, select, redirect)
             if layer is target:
                 return x
         raise AssertionError("unreachable")

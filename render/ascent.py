@@ -1,9 +1,12 @@
 """The compiled core: gradient ascent on a batch of images, one target per image.
 
-The update is an optax transformation, so a style can swap the 2016 normalized-gradient step
-for Adam without touching the loop. The loop over steps either lives inside the compiled
-program (`device`) or calls one compiled step per step from Python (`python`): on XLA:CPU
-convolutions inside a compiled loop run 2.5-3x slower, on GPU the in-graph loop wins.
+A step renders each image from its parameters, shows the network a randomly transformed view
+(per image), and updates the parameters with the style's optax rule; regularizers and the
+early redirected-ReLU gradient are part of the same compiled step. The loop over steps either
+lives inside the compiled program (`device`) or calls one compiled step per step from Python
+(`python`): on XLA:CPU convolutions inside a compiled loop run 2.5-3x slower, on GPU the
+in-graph loop wins. Octaves (render small, upscale, continue) chain one compiled ascent per
+size.
 """
 
 from __future__ import annotations
@@ -16,47 +19,78 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from models.preprocess import caffe_preprocess
 from render.objectives import Objective
+from render.styles import Style
 
 LOOPS = ("python", "device")
 
 
-def normalize_by_rms(eps: float = 1e-5) -> optax.GradientTransformation:
-    """Divide each image's gradient by its RMS: g / (sqrt(mean(g^2)) + eps), as in 2016."""
-
-    def update(updates, state, params=None):
-        def per_image(g):
-            axes = tuple(range(1, g.ndim))
-            return g / (jnp.sqrt(jnp.mean(jnp.square(g), axis=axes, keepdims=True)) + eps)
-
-        return jax.tree.map(per_image, updates), state
-
-    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+def image_keys(seed: int, stream: int, targets: jax.Array) -> jax.Array:
+    """One key per image from (seed, stream, target) alone: never from the batch around it."""
+    base = jax.random.fold_in(jax.random.key(seed), stream)
+    return jax.vmap(lambda t: jax.random.fold_in(base, t))(targets)
 
 
-def chollet2016_optimizer(step_size: float) -> optax.GradientTransformation:
-    return optax.chain(normalize_by_rms(), optax.sgd(step_size))
+def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
+    """Separable 5-tap Gaussian blur of (B, H, W, C) images, edges replicated."""
+    taps = jnp.exp(-0.5 * (jnp.arange(-2, 3) / sigma) ** 2)
+    taps = taps / taps.sum()
+    for axis in (1, 2):
+        padded = jnp.pad(images, [(2, 2) if a == axis else (0, 0) for a in range(4)], "edge")
+        size = images.shape[axis]
+        images = sum(
+            taps[i] * jax.lax.slice_in_dim(padded, i, i + size, axis=axis) for i in range(5)
+        )
+    return images
 
 
-def initial_images(
-    seed: int, stream: int, targets: jax.Array, size: int, gray: float, noise: float
-) -> jax.Array:
-    """Gray plus uniform noise in [0, noise) per pixel, in caffe space, one image per target.
+def penalties(style: Style, images: jax.Array) -> jax.Array:
+    """Total variation and L2 of each image (B,), in 0-1 pixel units."""
+    x = images / 255.0
+    total = jnp.zeros(images.shape[0])
+    if style.tv_weight:
+        tv = jnp.abs(jnp.diff(x, axis=1)).mean(axis=(1, 2, 3))
+        tv = tv + jnp.abs(jnp.diff(x, axis=2)).mean(axis=(1, 2, 3))
+        total = total + style.tv_weight * tv
+    if style.l2_weight:
+        total = total + style.l2_weight * jnp.square(x).mean(axis=(1, 2, 3))
+    return total
 
-    Each image's noise depends only on (seed, stream, target): never on the batch around it.
-    """
 
-    def one(target):
-        key = jax.random.fold_in(jax.random.fold_in(jax.random.key(seed), stream), target)
-        return gray + noise * jax.random.uniform(key, (size, size, 3), jnp.float32)
+def make_step(objective: Objective, style: Style) -> Callable:
+    """step(params, (param, opt_state), targets, keys, i) -> (new state, loss per image)."""
+    to_caffe = style.parameterization.to_caffe
 
-    return caffe_preprocess(jax.vmap(one)(targets))
+    def step(params, state, targets, keys, i):
+        param, opt_state = state
+
+        def negative_total(param):
+            images = to_caffe(param)
+            view = images
+            if style.transform is not None:
+                view = style.transform(images, jax.vmap(lambda k: jax.random.fold_in(k, i))(keys))
+            redirect = (
+                (i < style.redirect_steps).astype(jnp.float32) if style.redirect_steps else None
+            )
+            losses = objective(params, view, targets, redirect)
+            return -(losses - penalties(style, images)).sum(), losses
+
+        grads, losses = jax.grad(negative_total, has_aux=True)(param)
+        updates, opt_state = style.optimizer.update(grads, opt_state, param)
+        param = optax.apply_updates(param, updates)
+        if style.blur_every:
+            blur = lambda p: style.parameterization.from_caffe(  # noqa: E731
+                gaussian_blur(to_caffe(p), style.blur_sigma)
+            )
+            param = jax.lax.cond((i + 1) % style.blur_every == 0, blur, lambda p: p, param)
+        return (param, opt_state), losses
+
+    return step
 
 
 @dataclass
 class Ascent:
-    """A compiled ascent for one batch shape: run(params, images, targets) -> result."""
+    """Compiled ascents for one batch shape: run(params, targets, keys) -> result."""
 
     run: Callable
     compile_seconds: float
@@ -65,56 +99,80 @@ class Ascent:
 
 def compile_ascent(
     objective: Objective,
-    optimizer: optax.GradientTransformation,
+    style: Style,
+    size: int,
     steps: int,
     loop: str,
     params,
-    images: jax.Array,
     targets: jax.Array,
+    keys: jax.Array,
 ) -> Ascent:
-    """Compile `steps` of ascent for batches shaped like (images, targets).
+    """Compile every octave's ascent for batches shaped like `targets`.
 
-    The result of run() is (final images, loss per image at the start, loss at the end).
+    run() returns (final caffe-space images, loss per image at the start, loss at the end);
+    the losses are the objective on the untransformed image.
     """
-    donate = (1,) if jax.default_backend() != "cpu" else ()  # CPU cannot reuse donated buffers
-
-    def step(params, state, targets):
-        images, opt_state = state
-
-        def negative_total(images):
-            losses = objective(params, images, targets)
-            return -losses.sum(), losses
-
-        grads, losses = jax.grad(negative_total, has_aux=True)(images)
-        updates, opt_state = optimizer.update(grads, opt_state, images)
-        return (optax.apply_updates(images, updates), opt_state), losses
-
-    start = time.perf_counter()
-    state = (images, optimizer.init(images))
-    final_loss = jax.jit(objective).lower(params, images, targets).compile()
-    if loop == "python":
-        step_c = jax.jit(step, donate_argnums=donate).lower(params, state, targets).compile()
-
-        def run(params, images, targets):
-            state, start_loss = step_c(params, (images, optimizer.init(images)), targets)
-            for _ in range(steps - 1):
-                state, _ = step_c(params, state, targets)
-            return state[0], start_loss, final_loss(params, state[0], targets)
-
-    elif loop == "device":
-
-        def all_steps(params, images, targets):
-            state, start_loss = step(params, (images, optimizer.init(images)), targets)
-            state = jax.lax.fori_loop(1, steps, lambda i, s: step(params, s, targets)[0], state)
-            return state[0], start_loss
-
-        steps_c = jax.jit(all_steps, donate_argnums=donate).lower(params, images, targets)
-        steps_c = steps_c.compile()
-
-        def run(params, images, targets):
-            images, start_loss = steps_c(params, images, targets)
-            return images, start_loss, final_loss(params, images, targets)
-
-    else:
+    if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
-    return Ascent(run, time.perf_counter() - start, loop)
+    donate = (1,) if jax.default_backend() != "cpu" else ()  # CPU cannot reuse donated buffers
+    step = make_step(objective, style)
+    par = style.parameterization
+    start = time.perf_counter()
+    plan = style.octave_plan(size, steps)
+
+    def fresh(param):
+        return (param, style.optimizer.init(param))
+
+    # compiled ahead of time on concrete examples, so the programs take the inputs' shardings
+    init = jax.jit(lambda keys: par.init(keys, plan[0][0])).lower(keys).compile()
+    param = init(keys)
+    stages = []
+    for octave, (_, octave_steps) in enumerate(plan):
+        begin = jax.jit(fresh).lower(param).compile()
+        if loop == "python":
+            one = jax.jit(step, donate_argnums=donate)
+            one = one.lower(params, begin(param), targets, keys, 0).compile()
+
+            def run_octave(params, param, targets, keys, one=one, begin=begin, n=octave_steps):
+                state, first = one(params, begin(param), targets, keys, 0)
+                for i in range(1, n):
+                    state, _ = one(params, state, targets, keys, i)
+                return state[0], first
+
+        else:
+
+            def all_steps(params, param, targets, keys, n=octave_steps):
+                state, first = step(params, fresh(param), targets, keys, 0)
+                body = lambda i, s: step(params, s, targets, keys, i)[0]  # noqa: E731
+                state = jax.lax.fori_loop(1, n, body, state)
+                return state[0], first
+
+            run_octave = jax.jit(all_steps, donate_argnums=donate)
+            run_octave = run_octave.lower(params, param, targets, keys).compile()
+        resize = None
+        if octave + 1 < len(plan):
+            next_size = plan[octave + 1][0]
+
+            def grow(param, next_size=next_size):
+                images = par.to_caffe(param)
+                shape = (images.shape[0], next_size, next_size, 3)
+                return par.from_caffe(jax.image.resize(images, shape, "linear"))
+
+            resize = jax.jit(grow).lower(param).compile()
+            param = resize(param)
+        stages.append((run_octave, resize))
+    final_images = jax.jit(par.to_caffe).lower(param).compile()
+    final_loss = jax.jit(objective).lower(params, final_images(param), targets).compile()
+    compile_seconds = time.perf_counter() - start
+
+    def run(params, targets, keys):
+        param, first = init(keys), None
+        for run_octave, resize in stages:
+            param, losses = run_octave(params, param, targets, keys)
+            first = losses if first is None else first
+            if resize is not None:
+                param = resize(param)
+        images = final_images(param)
+        return images, first, final_loss(params, images, targets)
+
+    return Ascent(run, compile_seconds, loop)

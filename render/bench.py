@@ -23,11 +23,14 @@ import numpy as np
 
 from models.layers import CONV_LAYERS, Layer, get_layer, output_size
 from models.vgg16 import VGG16
-from render.ascent import chollet2016_optimizer, compile_ascent, initial_images
+from render.ascent import compile_ascent, image_keys
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.errors import UserError
 from render.model_io import load_params
 from render.objectives import channel_mean
+from render.styles import build_style
+
+CHOLLET2016 = {"name": "chollet2016", "parameterization": "pixels", "optimizer": "normalized_sgd"}
 
 
 def conv_flops(layer: Layer, size: int, target_channels: int | None = None) -> float:
@@ -82,18 +85,16 @@ def bench_layer(
     batch = fit_batch(batch or auto_batch_size(layer, size, filters), filters)
     loop = loop if loop != "auto" else default_loop(jax.default_backend())
     objective = channel_mean(VGG16(precision=precision), layer.name)
-    start_fn = jax.jit(lambda t: initial_images(0, layer.index, t, size, 128.0, 20.0))
-    targets = padded(list(range(batch)), batch)
-    ascent = compile_ascent(
-        objective, chollet2016_optimizer(1.0), steps, loop, params, start_fn(targets), targets
-    )
-    chunks = [
-        padded(list(range(i, min(i + batch, filters))), batch) for i in range(0, filters, batch)
-    ]
+    style = build_style(CHOLLET2016, 1.0)
+    chunks = []
+    for first in range(0, filters, batch):
+        targets = padded(list(range(first, min(first + batch, filters))), batch)
+        chunks.append((targets, image_keys(0, layer.index, targets)))
+    ascent = compile_ascent(objective, style, size, steps, loop, params, *chunks[0])
 
     def render_all():
-        for targets in chunks:
-            jax.block_until_ready(ascent.run(params, start_fn(targets), targets))
+        for targets, keys in chunks:
+            jax.block_until_ready(ascent.run(params, targets, keys))
 
     render_all()  # warm-up: first-call overheads are not throughput
     seconds = statistics.median(_timed(render_all) for _ in range(repeats))

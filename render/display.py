@@ -16,3 +16,11 @@ def deprocess_2016(image_caffe: np.ndarray) -> np.ndarray:
     x = x - x.mean()
     x = x / (x.std() + 1e-5) * 0.1 + 0.5
     return (np.clip(x, 0, 1) * 255).astype(np.uint8)
+
+
+def to_uint8(image_caffe: np.ndarray, display: str) -> np.ndarray:
+    """A style's way to show its image: the 2016 normalization, or the pixels as optimized."""
+    if display == "2016":
+        return deprocess_2016(image_caffe)
+    rgb = caffe_deprocess(np.asarray(image_caffe, dtype=np.float64))
+    return np.clip(np.round(rgb), 0, 255).astype(np.uint8)

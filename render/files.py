@@ -20,6 +20,7 @@ def write_atomic(path: str, data: bytes) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from colleagues
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -36,6 +37,12 @@ def write_atomic(path: str, data: bytes) -> None:
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove_quietly(path: str) -> None:

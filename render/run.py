@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from models.vgg16 import VGG16
 from render import __version__
-from render.ascent import chollet2016_optimizer, compile_ascent, initial_images
+from render.ascent import compile_ascent, image_keys
 from render.atlas import best_order, stitch
 from render.batching import (
     auto_batch_size,
@@ -27,11 +27,12 @@ from render.batching import (
     replicate_over_devices,
     split_over_devices,
 )
-from render.display import deprocess_2016
+from render.display import to_uint8
 from render.errors import UserError
 from render.files import read_json, read_png, write_json, write_png
 from render.objectives import channel_mean
 from render.settings import Job
+from render.styles import build_style
 
 log = logging.getLogger("render")
 METADATA = "metadata.json"
@@ -124,7 +125,7 @@ def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -
         "render:loss": f"{loss_end:.6g}",
         "Software": f"render {__version__}",
     }
-    write_png(os.path.join(job.out_dir, name), deprocess_2016(image), text)
+    write_png(os.path.join(job.out_dir, name), to_uint8(image, job.style["display"]), text)
     return record | {"status": "ok", "file": name}
 
 
@@ -190,25 +191,15 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
     model = VGG16(width_divisor=divisor, precision=job.precision)
     objective = channel_mean(model, job.layer.name)
-    style = job.style
-
-    def start_images(targets):
-        return initial_images(
-            job.seed, job.layer.index, targets, job.size, style["gray"], style["noise"]
-        )
-
-    start_fn = jax.jit(start_images)
+    style = build_style(job.style, job.step_size)
     params = replicate_over_devices(params)
-    targets = split_over_devices(padded(todo[:batch], batch))
-    ascent = compile_ascent(
-        objective,
-        chollet2016_optimizer(job.step_size),
-        job.steps,
-        loop,
-        params,
-        start_fn(targets),
-        targets,
-    )
+
+    def batch_of(chunk):
+        targets = split_over_devices(padded(chunk, batch))
+        return targets, image_keys(job.seed, job.layer.index, targets)
+
+    targets, keys = batch_of(todo[:batch])
+    ascent = compile_ascent(objective, style, job.size, job.steps, loop, params, targets, keys)
     log.info(
         "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
         job.layer.name,
@@ -230,8 +221,8 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     try:
         for first in range(0, len(todo), batch):
             chunk = todo[first : first + batch]
-            targets = split_over_devices(padded(chunk, batch))
-            images, loss_start, loss_end = ascent.run(params, start_fn(targets), targets)
+            targets, keys = batch_of(chunk)
+            images, loss_start, loss_end = ascent.run(params, targets, keys)
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
             with interrupts_deferred():
                 for i, k in enumerate(chunk):

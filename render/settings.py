@@ -17,6 +17,7 @@ from models.weights import WeightsError, WeightsInfo, load_weights
 from render.ascent import LOOPS
 from render.errors import UserError
 from render.ranges import parse_indices
+from render.styles import check_style
 
 LIMITS = {  # key -> (lowest, highest) accepted
     "size": (8, 4096),
@@ -143,6 +144,10 @@ def make_job(cfg: DictConfig) -> Job:
             f"size={size} leaves no spatial map at {layer.name} (it sees 1/{layer.stride} of "
             f"the image): use size>={layer.stride}"
         )
+    style = OmegaConf.to_container(cfg.style, resolve=True)
+    problem = check_style(style, size, layer.stride)
+    if problem:
+        raise UserError(problem)
     step_size = cfg.step_size
     if (
         isinstance(step_size, bool)
@@ -177,7 +182,7 @@ def make_job(cfg: DictConfig) -> Job:
         batch_size=batch_size,
         loop=cfg.loop,
         precision=cfg.precision,
-        style=OmegaConf.to_container(cfg.style, resolve=True),
+        style=style,
         out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
         key=run_key(cfg),
         output=OmegaConf.to_container(cfg.output, resolve=True),
