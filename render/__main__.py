@@ -24,6 +24,7 @@ log = logging.getLogger("render")
 
 @hydra.main(config_path=CONF_DIR, config_name=CONFIG_NAME, version_base="1.3")
 def task(cfg: DictConfig) -> None:
+    from render.gallery import write_gallery
     from render.model_io import enable_compilation_cache, load_params
     from render.run import render_layer
     from render.settings import make_job
@@ -34,6 +35,8 @@ def task(cfg: DictConfig) -> None:
         job = make_job(cfg)
         params = load_params(job.weights_path, need_top=False)
         render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
+        if job.output["gallery"]:
+            log.info("gallery: %s", write_gallery(job.output["root"])[-1])
     except UserError as err:
         log.error("%s", err)
         fail(err, cfg.debug)

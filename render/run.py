@@ -18,7 +18,7 @@ from tqdm import tqdm
 from models.vgg16 import VGG16
 from render import __version__
 from render.ascent import compile_ascent, image_keys
-from render.atlas import best_order, stitch
+from render.atlas import best_order
 from render.batching import (
     auto_batch_size,
     default_loop,
@@ -29,6 +29,7 @@ from render.batching import (
 )
 from render.display import to_uint8
 from render.errors import UserError
+from render.figures import compose_figure, save_figure, tile_labels
 from render.files import read_json, read_png, write_json, write_png
 from render.objectives import channel_mean
 from render.settings import Job
@@ -130,6 +131,7 @@ def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -
 
 
 def write_atlases(job: Job, records: dict) -> None:
+    """atlas.png (every filter in index order) and best.png (highest final loss first)."""
     indices = sorted(int(k) for k in records)
     tiles = {}
     for k in indices:
@@ -140,14 +142,28 @@ def write_atlases(job: Job, records: dict) -> None:
         log.warning("no filter produced an image: every one is dead; no atlas written")
         return
     out = job.output
-    background = tuple(out["background"])
-    atlas = stitch([tiles[k] for k in indices], out["cols"], out["margin"], background)
-    write_png(os.path.join(job.out_dir, "atlas.png"), atlas)
     losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
     best = best_order(losses, out["best_n"])
-    cols = min(out["best_cols"], len(best))
-    grid = stitch([tiles[k] for k in best], cols, out["margin"], background)
-    write_png(os.path.join(job.out_dir, "best.png"), grid)
+    for name, order, cols in (
+        ("atlas", indices, out["cols"]),
+        ("best", best, min(out["best_cols"], len(best))),
+    ):
+        labels = tile_labels(order, losses, out["label_kind"]) if out["labels"] else None
+        figure = compose_figure(
+            [tiles[k] for k in order],
+            labels,
+            cols,
+            out["margin"],
+            tuple(out["background"]),
+            tuple(out["margin_color"]) if out["margin_color"] else None,
+            out["title"],
+            out["scale"],
+            tuple(out["label_color"]),
+            out["font_size"] or max(10, job.size * out["scale"] // 8),
+        )
+        save_figure(os.path.join(job.out_dir, f"{name}.png"), figure, out["dpi"])
+        if out["pdf"]:
+            save_figure(os.path.join(job.out_dir, f"{name}.pdf"), figure, out["dpi"])
 
 
 def remove_stale_temporaries(folder: str) -> None:

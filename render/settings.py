@@ -122,6 +122,21 @@ def _writable_root(root: str) -> None:
         raise UserError(f"output folder {root} is not writable: choose another with output.root=")
 
 
+def _check_output(output: DictConfig) -> None:
+    if output.label_kind not in ("index", "loss", "both"):
+        raise UserError(
+            f"output.label_kind={output.label_kind} is invalid: use index, loss or both"
+        )
+    for key, low, high in (("scale", 1, 16), ("margin", 0, 1000), ("best_n", 1, 100_000)):
+        value = output[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UserError(
+                f"output.{key}={value} is invalid: use a whole number from {low} to {high}"
+            )
+    if output.dpi is not None and (not isinstance(output.dpi, int) or not 10 <= output.dpi <= 4800):
+        raise UserError(f"output.dpi={output.dpi} is invalid: use a whole number from 10 to 4800")
+
+
 def weights_file(cfg: DictConfig, need_top: bool = False) -> str | None:
     """The weights file to load (downloading the official one if needed); None for random."""
     spec = str(cfg.weights)
@@ -160,6 +175,7 @@ def make_job(cfg: DictConfig) -> Job:
         raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    _check_output(cfg.output)
     _writable_root(cfg.output.root)
     path = weights_file(cfg)
     info = None

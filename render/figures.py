@@ -1,0 +1,156 @@
+"""Figures for papers: a tile grid with labels, row names and a title, saved as PNG or PDF.
+
+Layout of `compose_figure` (all in output pixels, `t` = tile side times `scale`):
+
+    title strip   title_height(font_size) + margin     only with a title
+    grid          rows * (t_h + strip) + (rows + 1) * margin
+                  strip = label_height(font_size) under each tile, only with labels
+    left column   name_width + margin before the grid, only with row names
+
+Without labels, row names and title, and with scale 1, the result equals `atlas.stitch`.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from render.atlas import grid_shape
+from render.errors import UserError
+from render.files import png_bytes, write_atomic
+
+Color = tuple[int, int, int]
+FORMATS = {".png": "PNG", ".pdf": "PDF"}
+
+
+def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's built-in scalable font (no font file needed)."""
+    return ImageFont.load_default(size=size)
+
+
+def label_height(font_size: int) -> int:
+    """Height of one line of text: the font's ascent plus descent."""
+    ascent, descent = font(font_size).getmetrics()
+    return ascent + descent
+
+
+def title_size(font_size: int) -> int:
+    """Titles are set half again as large as labels."""
+    return font_size * 3 // 2
+
+
+def title_height(font_size: int) -> int:
+    return label_height(title_size(font_size))
+
+
+def text_width(text: str, font_size: int) -> int:
+    return int(np.ceil(font(font_size).getlength(text))) if text else 0
+
+
+def name_column_width(names: list[str] | None, font_size: int, margin: int) -> int:
+    """Width of the row-name column left of the grid: the widest name plus a margin."""
+    return max(text_width(n, font_size) for n in names) + margin if names else 0
+
+
+def upscale(tile: np.ndarray, scale: int) -> np.ndarray:
+    """Nearest-neighbour enlargement by an integer factor: every pixel becomes a scale² block."""
+    if scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    return tile if scale == 1 else tile.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def loss_label(loss: float) -> str:
+    """Short text for a final loss: 3 significant digits below 1000, whole numbers above."""
+    return f"{loss:.0f}" if abs(loss) >= 1000 else f"{loss:.3g}"
+
+
+def tile_labels(indices: list[int], losses: dict[int, float], kind: str = "index") -> list[str]:
+    """Labels for tiles: the filter index ("index"), the final loss ("loss") or both ("both")."""
+    if kind == "index":
+        return [str(k) for k in indices]
+    if kind == "loss":
+        return [loss_label(losses[k]) if k in losses else "" for k in indices]
+    if kind == "both":
+        return [f"{k}: {loss_label(losses[k])}" if k in losses else str(k) for k in indices]
+    raise ValueError(f"label kind must be index, loss or both, got {kind!r}")
+
+
+def compose_figure(
+    tiles: list[np.ndarray | None],
+    labels: list[str] | None = None,
+    cols: int | None = None,
+    margin: int = 5,
+    background: Color = (0, 0, 0),
+    margin_color: Color | None = None,
+    title: str | None = None,
+    scale: int = 1,
+    label_color: Color = (255, 255, 255),
+    font_size: int = 12,
+    row_names: list[str] | None = None,
+) -> np.ndarray:
+    """Tiles (H, W, 3) uint8 in row-major order on a grid; None leaves a `background` cell.
+
+    labels: one short string under each tile (same length as tiles). row_names: one string
+    left of each grid row. margin_color fills the gaps, label strips and title (default:
+    background). A title wider than the grid widens the figure and centres the grid.
+    """
+    if labels is not None and len(labels) != len(tiles):
+        raise ValueError(f"{len(labels)} labels for {len(tiles)} tiles")
+    margin_color = background if margin_color is None else margin_color
+    height, width = next(t.shape[:2] for t in tiles if t is not None)
+    tile_h, tile_w = height * scale, width * scale
+    rows, cols = grid_shape(len(tiles), cols)
+    strip = label_height(font_size) if labels is not None else 0
+    left = name_column_width(row_names, font_size, margin)
+    grid_w = left + cols * tile_w + (cols + 1) * margin
+    top = title_height(font_size) + margin if title else 0
+    fig_w = max(grid_w, text_width(title, title_size(font_size)) + 2 * margin if title else 0)
+    x0 = left + (fig_w - grid_w) // 2
+    fig_h = top + rows * (tile_h + strip) + (rows + 1) * margin
+    canvas = Image.new("RGB", (fig_w, fig_h), margin_color)
+    draw = ImageDraw.Draw(canvas)
+    if title:
+        draw.text((fig_w // 2, margin), title, label_color, font(title_size(font_size)), "ma")
+    for i, tile in enumerate(tiles):
+        r, c = divmod(i, cols)
+        y, x = top + margin + r * (tile_h + strip + margin), x0 + margin + c * (tile_w + margin)
+        if tile is None:
+            canvas.paste(background, (x, y, x + tile_w, y + tile_h))
+        else:
+            canvas.paste(Image.fromarray(upscale(tile, scale)), (x, y))
+        if labels is not None and labels[i]:
+            _draw_clipped(canvas, labels[i], (x, y + tile_h, tile_w, strip), label_color, font_size)
+    for r, name in enumerate((row_names or [])[:rows]):
+        y = top + margin + r * (tile_h + strip + margin) + tile_h // 2
+        draw.text((x0, y), name, label_color, font(font_size), "rm")
+    return np.asarray(canvas)
+
+
+def _draw_clipped(
+    canvas: Image.Image, text: str, box: tuple[int, int, int, int], color: Color, font_size: int
+) -> None:
+    """Centre `text` in box (x, y, w, h) of `canvas`, cut at the box edges."""
+    x, y, w, h = box
+    cell = canvas.crop((x, y, x + w, y + h))
+    ImageDraw.Draw(cell).text((w // 2, 0), text, color, font(font_size), "ma")
+    canvas.paste(cell, (x, y))
+
+
+def figure_bytes(image: np.ndarray, fmt: str, dpi: int | None = None) -> bytes:
+    """Encode an (H, W, 3) uint8 image as "PNG" (pHYs when dpi is set) or one-page "PDF"."""
+    if fmt == "PNG":
+        return png_bytes(image, dpi=dpi)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PDF", resolution=float(dpi or 72))
+    return buffer.getvalue()
+
+
+def save_figure(path: str, image: np.ndarray, dpi: int | None = None) -> None:
+    """Write the image atomically as PNG or PDF, chosen by the suffix of `path`."""
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in FORMATS:
+        raise UserError(f"cannot save a figure as {path}: end the name with .png or .pdf")
+    write_atomic(path, figure_bytes(image, FORMATS[suffix], dpi))
