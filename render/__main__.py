@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 import hydra
@@ -27,13 +28,18 @@ def task(cfg: DictConfig) -> None:
     from render.gallery import write_gallery
     from render.model_io import enable_compilation_cache, load_params
     from render.run import render_layer
-    from render.settings import make_job
+    from render.settings import DreamJob, prepare
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is not news
     try:
         enable_compilation_cache(cfg.cache_dir)
-        job = make_job(cfg)
+        job = prepare(cfg)
         params = load_params(job.weights_path, need_top=False)
+        if isinstance(job, DreamJob):
+            failed = dream_photos(job, params)
+            if failed:
+                sys.exit(1)
+            return
         render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
         if job.output["gallery"]:
             log.info("gallery: %s", write_gallery(job.output["root"])[-1])
@@ -43,6 +49,29 @@ def task(cfg: DictConfig) -> None:
     except KeyboardInterrupt:
         log.warning("interrupted: finished batches are saved; run the same command to resume")
         sys.exit(130)
+
+
+def dream_photos(job, params) -> int:
+    """Dream every photo of the job; returns how many failed (each said in one line)."""
+    from models.vgg16 import VGG16
+    from render.dream import dream_files
+
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    model = VGG16(width_divisor=divisor, precision=job.precision)
+    os.makedirs(job.out_dir, exist_ok=True)
+    results = dream_files(params, model, job.photos, job.settings, job.out_dir, job.max_side)
+    for path, error in results:
+        if error:
+            log.error("render: error: %s", error)
+        else:
+            log.info("dreamed %s", path)
+    log.info(
+        "%d of %d photos dreamed into %s",
+        sum(e is None for _, e in results),
+        len(results),
+        job.out_dir,
+    )
+    return sum(e is not None for _, e in results)
 
 
 def main() -> None:

@@ -131,11 +131,11 @@ def job_overrides(overrides: list[str], multirun: bool) -> list[list[str]]:
 
 def check_command(argv: list[str]) -> None:
     """Compose and check every job of the command; raises UserError on the first bad one."""
-    from render.settings import make_job
+    from render.settings import prepare
 
     overrides, multirun, info = split_command(argv)
     if info:
         return
     for overrides_of_job in job_overrides(overrides, multirun):
         own = [o for o in overrides_of_job if not o.lstrip("+~").startswith("hydra")]
-        make_job(compose_config(own))
+        prepare(compose_config(own))

@@ -15,6 +15,13 @@ from models.layers import Layer, UnknownLayerError, get_layer
 from models.vgg16 import PRECISIONS
 from models.weights import WeightsError, WeightsInfo, load_weights
 from render.ascent import LOOPS
+from render.dream import (
+    DEFAULT_LAYERS,
+    DreamSettings,
+    check_settings,
+    expand_inputs,
+    objective_terms,
+)
 from render.errors import UserError
 from render.ranges import parse_indices
 from render.styles import check_style
@@ -100,8 +107,22 @@ def run_key(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def dream_key(cfg: DictConfig) -> str:
+    settings = {
+        "weights": weights_id(str(cfg.weights)),
+        "precision": cfg.precision,
+        "dream": OmegaConf.to_container(cfg.dream, resolve=True),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+
 def run_dir(cfg: DictConfig) -> str:
     """The run's folder below output.root, e.g. block5_conv2/chollet2016-128px-seed0-1a2b3c4d."""
+    if cfg.objective == "dream":
+        layers = "+".join(
+            str(name) for name in cfg.dream.layers or cfg.dream.filters or ["default"]
+        )
+        return f"dream/{layers}-{dream_key(cfg)[:8]}"
     try:
         layer = get_layer(cfg.layer).name
     except UnknownLayerError:
@@ -204,3 +225,54 @@ def make_job(cfg: DictConfig) -> Job:
         output=OmegaConf.to_container(cfg.output, resolve=True),
         progress=bool(cfg.progress),
     )
+
+
+@dataclass(frozen=True)
+class DreamJob:
+    settings: DreamSettings
+    photos: list[str]
+    weights_path: str | None
+    weights_info: WeightsInfo | None
+    precision: str
+    max_side: int | None
+    out_dir: str
+
+
+def make_dream_job(cfg: DictConfig) -> DreamJob:
+    """Check a deep-dream command: photos, layers and their filters, weights, output."""
+    if not cfg.image:
+        raise UserError("objective=dream needs image=path/to/photo.jpg (a file, folder or glob)")
+    photos = expand_inputs(str(cfg.image))
+    options = OmegaConf.to_container(cfg.dream, resolve=True)
+    max_side = options.pop("max_side")
+    if options["layers"] is None:
+        options["layers"] = {} if options["filters"] else dict(DEFAULT_LAYERS)
+    if max_side is not None and (not isinstance(max_side, int) or max_side < 8):
+        raise UserError(f"dream.max_side={max_side} is invalid: use a whole number >= 8 or null")
+    try:
+        settings = DreamSettings(**options)
+    except TypeError as err:
+        raise UserError(f"dream: {err}") from None
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    _writable_root(cfg.output.root)
+    path = weights_file(cfg)
+    info = None
+    if path is not None:
+        try:
+            info = load_weights(path, read=False)[1]
+        except WeightsError as err:
+            raise UserError(str(err)) from None
+    check_settings(settings)
+    objective_terms(settings, info.width_divisor if info else 1)
+    out_dir = os.path.join(cfg.output.root, run_dir(cfg))
+    return DreamJob(settings, photos, path, info, cfg.precision, max_side, out_dir)
+
+
+def prepare(cfg: DictConfig) -> Job | DreamJob:
+    """The checked job of a composed config, whatever its objective."""
+    if cfg.objective == "dream":
+        return make_dream_job(cfg)
+    if cfg.objective != "filters":
+        raise UserError(f"objective={cfg.objective} is invalid: use filters or dream")
+    return make_job(cfg)

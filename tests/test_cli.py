@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from fixtures import fixture_params, write_keras
 
@@ -166,6 +167,20 @@ BAD_INPUTS = {
         "filters: index 5 is out of range: valid filters are 0-3",
     ),
 }
+BAD_INPUTS |= {
+    "dream without image": (
+        ["objective=dream"],
+        "objective=dream needs image=path/to/photo.jpg (a file, folder or glob)",
+    ),
+    "dream missing photo": (
+        ["objective=dream", "image=/nonexistent/cat.jpg"],
+        "no such file or folder: /nonexistent/cat.jpg",
+    ),
+    "unknown objective": (
+        ["objective=poetry"],
+        "objective=poetry is invalid: use filters or dream",
+    ),
+}
 BAD_WEIGHTS = {
     "vgg19": "has layer 'block3_conv4', which VGG16 does not: is it a VGG19, a ResNet or another network?",
     "shape": "layer block4_conv1 has kernel shape (3, 3, 16, 3), VGG16 needs (3, 3, 16, 32)",
@@ -239,3 +254,26 @@ def test_disk_full_leaves_no_partial_file(tmp_path, monkeypatch):
     ):
         write_atomic(str(target), b"x" * 1000)
     assert os.listdir(tmp_path) == []
+
+
+def test_dream_folder_writes_good_photos_and_names_bad_ones(weight_files, tmp_path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    gradient = np.linspace(0, 255, 48 * 40 * 3).reshape(40, 48, 3).astype(np.uint8)
+    Image.fromarray(gradient).save(photos / "good.png")
+    (photos / "bad.jpg").write_text("not a photo")
+    result = run_cli(
+        "objective=dream",
+        f"image={photos}",
+        "dream.layers={block2_conv1: 1.0}",
+        "dream.octaves=2",
+        "dream.steps=3",
+        f"weights={weight_files['keras_notop']}",
+        f"output.root={tmp_path / 'out'}",
+    )
+    assert result.returncode == 1
+    (dreamed,) = (tmp_path / "out").glob("dream/*/good_dream.png")
+    assert Image.open(dreamed).size == (48, 40)
+    assert "bad.jpg" in result.stdout and "1 of 2 photos dreamed" in result.stdout
