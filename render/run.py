@@ -31,6 +31,7 @@ from render.display import to_uint8
 from render.errors import UserError
 from render.figures import compose_figure, save_figure, tile_labels
 from render.files import read_json, read_png, write_json, write_png
+from render.metrics import measure, reference_crops
 from render.objectives import channel_mean
 from render.settings import Job
 from render.styles import build_style
@@ -143,7 +144,8 @@ def write_atlases(job: Job, records: dict) -> None:
         return
     out = job.output
     losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
-    best = best_order(losses, out["best_n"])
+    rank = {k: records[str(k)].get(out["best_by"]) or 0.0 for k in losses}
+    best = best_order(rank, out["best_n"])
     for name, order, cols in (
         ("atlas", indices, out["cols"]),
         ("best", best, min(out["best_cols"], len(best))),
@@ -164,6 +166,26 @@ def write_atlases(job: Job, records: dict) -> None:
         save_figure(os.path.join(job.out_dir, f"{name}.png"), figure, out["dpi"])
         if out["pdf"]:
             save_figure(os.path.join(job.out_dir, f"{name}.pdf"), figure, out["dpi"])
+
+
+def _measure(job: Job, params, records: dict) -> None:
+    reference = job.metrics.get("reference")
+    crops = reference_crops(os.path.expanduser(reference) if reference else None)
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    model = VGG16(width_divisor=divisor)
+    start = time.perf_counter()
+    measure(job.out_dir, records, params, model, job.layer.name, crops)
+    ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
+    if ok:
+        log.info(
+            "%s: %d of %d images beat every natural crop, %d are their filter's best stimulus "
+            "(measured in %.1f s)",
+            job.layer.name,
+            sum(r["beats_natural"] for r in ok),
+            len(ok),
+            sum(r["best_stimulus"] for r in ok),
+            time.perf_counter() - start,
+        )
 
 
 def remove_stale_temporaries(folder: str) -> None:
@@ -192,6 +214,8 @@ def render_layer(job: Job, params, settings: dict) -> dict:
             )
         if todo:
             _render(job, params, todo, meta, meta_path, len(done))
+        if job.metrics.get("measure"):
+            _measure(job, params, records)
         write_json(meta_path, meta)
         write_atlases(job, records)
         dead = sorted(int(k) for k, r in records.items() if r["status"] == "dead")
@@ -237,6 +261,7 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     try:
         for first in range(0, len(todo), batch):
             chunk = todo[first : first + batch]
+            batch_start = time.perf_counter()
             targets, keys = batch_of(chunk)
             images, loss_start, loss_end = ascent.run(params, targets, keys)
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
@@ -245,6 +270,9 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
                     meta["filters"][str(k)] = filter_record(
                         job, k, images[i], loss_start[i], loss_end[i]
                     )
+                timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
+                timing["filters"] += len(chunk)
+                timing["seconds"] += time.perf_counter() - batch_start
                 write_json(meta_path, meta)
             rendered += len(chunk)
             bar.update(len(chunk))

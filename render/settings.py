@@ -52,6 +52,7 @@ class Job:
     out_dir: str
     key: str
     output: dict = field(default_factory=dict)
+    metrics: dict = field(default_factory=dict)
     progress: bool = True
 
     @property
@@ -154,6 +155,11 @@ def _check_output(output: DictConfig) -> None:
             raise UserError(
                 f"output.{key}={value} is invalid: use a whole number from {low} to {high}"
             )
+    if output.best_by not in ("loss_end", "activation", "ratio_to_natural"):
+        raise UserError(
+            f"output.best_by={output.best_by} is invalid: use loss_end, activation or "
+            "ratio_to_natural"
+        )
     if output.dpi is not None and (not isinstance(output.dpi, int) or not 10 <= output.dpi <= 4800):
         raise UserError(f"output.dpi={output.dpi} is invalid: use a whole number from 10 to 4800")
 
@@ -197,6 +203,9 @@ def make_job(cfg: DictConfig) -> Job:
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     _check_output(cfg.output)
+    reference = cfg.metrics.reference
+    if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
+        raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
     _writable_root(cfg.output.root)
     path = weights_file(cfg)
     info = None
@@ -223,6 +232,7 @@ def make_job(cfg: DictConfig) -> Job:
         out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
         key=run_key(cfg),
         output=OmegaConf.to_container(cfg.output, resolve=True),
+        metrics=OmegaConf.to_container(cfg.metrics, resolve=True),
         progress=bool(cfg.progress),
     )
 

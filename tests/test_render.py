@@ -62,6 +62,11 @@ def test_each_image_excites_its_own_filter_most(rendered, loaded):
     start = np.array([meta["filters"][str(k)]["loss_start"] for k in alive])
     assert (own > start).all()
     assert np.mean(own > others) >= 0.75
+    # the metrics stored in the metadata were measured on these same PNGs
+    measured = [meta["filters"][str(k)]["activation"] for k in alive]
+    np.testing.assert_allclose(measured, own, rtol=1e-4)
+    best = [meta["filters"][str(k)]["best_stimulus"] for k in alive]
+    assert best == [bool(v) for v in (own >= acts.max(axis=0))]
 
 
 def test_metadata_records_losses_dead_filter_and_files(rendered):

@@ -1,0 +1,107 @@
+"""Per-filter quality, measured on the saved uint8 PNGs read back from disk.
+
+For each rendered filter: its mean activation on its own image (`activation`); the highest
+activation of that filter over a reference set of natural-photo crops (`natural_max`) and the
+ratio of the two; and whether its image is the strongest stimulus for it among every image
+rendered for the layer (`best_stimulus`). A ratio against gray noise would flatter filters that
+are nearly silent on gray; natural crops are the yardstick a reader has in mind.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from models.preprocess import caffe_preprocess
+from models.vgg16 import VGG16
+from render.errors import UserError
+from render.files import read_png
+
+CROP = 128
+SHIPPED_CROPS = os.path.join(os.path.dirname(__file__), "data", "reference_crops.jpg")
+PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _crops_of(photo: np.ndarray, short_sides=(160, 320)) -> list[np.ndarray]:
+    """CROP-sized tiles of a photo resized to each short side: what a filter sees at 2 scales."""
+    crops = []
+    image = Image.fromarray(photo)
+    for short in short_sides:
+        scale = short / min(image.size)
+        width, height = round(image.size[0] * scale), round(image.size[1] * scale)
+        pixels = np.asarray(image.resize((width, height), Image.LANCZOS))
+        for y in np.linspace(0, height - CROP, max(1, round(height / CROP))).astype(int):
+            for x in np.linspace(0, width - CROP, max(1, round(width / CROP))).astype(int):
+                crops.append(pixels[y : y + CROP, x : x + CROP])
+    return crops
+
+
+def reference_crops(folder: str | None = None) -> np.ndarray:
+    """(N, 128, 128, 3) uint8 crops: the shipped set (public-domain and CC0 photos from
+    scikit-image's sample data), or crops of every photo in `folder`."""
+    if folder is None:
+        sheet = np.asarray(Image.open(SHIPPED_CROPS).convert("RGB"))
+        tiles = sheet.reshape(sheet.shape[0] // CROP, CROP, sheet.shape[1] // CROP, CROP, 3)
+        tiles = tiles.transpose(0, 2, 1, 3, 4).reshape(-1, CROP, CROP, 3)
+        return tiles[tiles.reshape(len(tiles), -1).max(axis=1) > 16]  # empty cells are black
+    paths = sorted(
+        p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(PHOTO_SUFFIXES)
+    )
+    crops = []
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                photo = np.asarray(img.convert("RGB"))
+        except OSError:
+            continue
+        if min(photo.shape[:2]) >= 64:
+            crops += _crops_of(photo)
+    if not crops:
+        raise UserError(f"no usable photo (64 px or more) in {folder}: check metrics.reference")
+    return np.stack(crops)
+
+
+def channel_means(
+    params, model: VGG16, layer: str, images_uint8: np.ndarray, chunk: int = 16
+) -> np.ndarray:
+    """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size."""
+    forward = jax.jit(
+        lambda x: model.apply(params, caffe_preprocess(x), upto=layer).mean(axis=(1, 2))
+    )
+    rows = []
+    for first in range(0, len(images_uint8), chunk):
+        batch = jnp.asarray(images_uint8[first : first + chunk], jnp.float32)
+        rows.append(np.asarray(forward(batch)))
+    return np.concatenate(rows)
+
+
+def measure(
+    folder: str, records: dict, params, model: VGG16, layer: str, crops: np.ndarray
+) -> dict:
+    """The records with each ok filter's metrics added, from the PNGs in `folder`."""
+    ok = [k for k, r in records.items() if r["status"] == "ok"]
+    pngs = {k: read_png(os.path.join(folder, records[k]["file"])) for k in ok}
+    ok = [k for k in ok if pngs[k] is not None]
+    if not ok:
+        return records
+    images = np.stack([pngs[k][0] for k in ok])
+    on_renders = channel_means(params, model, layer, images)  # (image, channel)
+    on_crops = channel_means(params, model, layer, crops).max(axis=0)  # (channel,)
+    strongest = on_renders.argmax(axis=0)  # per channel: which rendered image excites it most
+    for row, k in enumerate(ok):
+        channel = int(k)
+        activation = float(on_renders[row, channel])
+        natural = float(on_crops[channel])
+        records[k] |= {
+            "activation": activation,
+            "natural_max": natural,
+            "ratio_to_natural": activation / natural if natural > 0 else None,
+            "beats_natural": activation > natural,
+            "best_stimulus": bool(strongest[channel] == row),
+        }
+    return records
