@@ -34,7 +34,8 @@ def task(cfg: DictConfig) -> None:
     try:
         enable_compilation_cache(cfg.cache_dir)
         job = prepare(cfg)
-        params = load_params(job.weights_path, need_top=False)
+        need_top = getattr(job, "objective", None) == "class"
+        params = load_params(job.weights_path, need_top=need_top)
         if isinstance(job, DreamJob):
             failed = dream_photos(job, params)
             if failed:

@@ -69,10 +69,13 @@ def reference_crops(folder: str | None = None) -> np.ndarray:
 def channel_means(
     params, model: VGG16, layer: str, images_uint8: np.ndarray, chunk: int = 16
 ) -> np.ndarray:
-    """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size."""
-    forward = jax.jit(
-        lambda x: model.apply(params, caffe_preprocess(x), upto=layer).mean(axis=(1, 2))
-    )
+    """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
+    (for a dense layer, its outputs)."""
+    def forward(x):
+        y = model.apply(params, caffe_preprocess(x), upto=layer)
+        return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are
+
+    forward = jax.jit(forward)
     rows = []
     for first in range(0, len(images_uint8), chunk):
         batch = jnp.asarray(images_uint8[first : first + chunk], jnp.float32)

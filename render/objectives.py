@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 
 from models.vgg16 import VGG16
 
@@ -20,3 +21,21 @@ def channel_mean(model: VGG16, layer: str) -> Objective:
         return activation.reshape(activation.shape[0], -1).mean(axis=1)
 
     return objective
+
+
+def class_probability(model: VGG16) -> Objective:
+    """Softmax probability of class targets[b], per image (the 2016 post's output)."""
+
+    def objective(params, images, targets, redirect=None):
+        logits = model.apply(params, images, upto="predictions", redirect=redirect)
+        probabilities = jax.nn.softmax(logits, axis=-1)
+        return jnp.take_along_axis(probabilities, targets[:, None], axis=-1)[:, 0]
+
+    return objective
+
+
+def for_job(model: VGG16, objective: str, layer: str, class_output: str = "logit") -> Objective:
+    """The objective of a filter or class job (a class's logit is channel k of predictions)."""
+    if objective == "class" and class_output == "softmax":
+        return class_probability(model)
+    return channel_mean(model, layer)

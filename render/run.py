@@ -27,12 +27,13 @@ from render.batching import (
     replicate_over_devices,
     split_over_devices,
 )
+from render.classes import class_name
 from render.display import to_uint8
 from render.errors import UserError
 from render.figures import compose_figure, save_figure, tile_labels
 from render.files import read_json, read_png, write_json, write_png
-from render.metrics import measure, reference_crops
-from render.objectives import channel_mean
+from render.metrics import channel_means, measure, reference_crops
+from render.objectives import for_job
 from render.settings import Job
 from render.styles import build_style
 
@@ -151,6 +152,11 @@ def write_atlases(job: Job, records: dict) -> None:
         ("best", best, min(out["best_cols"], len(best))),
     ):
         labels = tile_labels(order, losses, out["label_kind"]) if out["labels"] else None
+        if labels and job.objective == "class":
+            labels = [
+                f"{label} {records[str(k)]['class_name']}"
+                for label, k in zip(labels, order, strict=True)
+            ]
         figure = compose_figure(
             [tiles[k] for k in order],
             labels,
@@ -188,6 +194,27 @@ def _measure(job: Job, params, records: dict) -> None:
         )
 
 
+def _measure_classes(job: Job, params, records: dict) -> None:
+    """Each class image's logit and softmax probability, on the PNG read back from disk."""
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    model = VGG16(width_divisor=divisor)
+    ok = [k for k, r in records.items() if r["status"] == "ok"]
+    pngs = {k: read_png(os.path.join(job.out_dir, records[k]["file"])) for k in ok}
+    ok = [k for k in ok if pngs[k] is not None]
+    for k in records:
+        records[k]["class_name"] = class_name(int(k))
+    if not ok:
+        return
+    logits = channel_means(params, model, "predictions", np.stack([pngs[k][0] for k in ok]))
+    probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
+    for row, k in enumerate(ok):
+        records[k] |= {
+            "logit": float(logits[row, int(k)]),
+            "probability": float(probabilities[row, int(k)]),
+            "top_class": int(logits[row].argmax()),
+        }
+
+
 def remove_stale_temporaries(folder: str) -> None:
     """Temporary files of a run that was killed mid-write (see files.write_atomic)."""
     for name in os.listdir(folder):
@@ -214,7 +241,9 @@ def render_layer(job: Job, params, settings: dict) -> dict:
             )
         if todo:
             _render(job, params, todo, meta, meta_path, len(done))
-        if job.metrics.get("measure"):
+        if job.objective == "class":
+            _measure_classes(job, params, records)
+        elif job.metrics.get("measure"):
             _measure(job, params, records)
         write_json(meta_path, meta)
         write_atlases(job, records)
@@ -230,7 +259,7 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     batch = fit_batch(batch, len(todo))
     loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
     model = VGG16(width_divisor=divisor, precision=job.precision)
-    objective = channel_mean(model, job.layer.name)
+    objective = for_job(model, job.objective, job.layer.name, job.class_output)
     style = build_style(job.style, job.step_size)
     params = replicate_over_devices(params)
 

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from models.download import imagenet_weights
-from models.layers import Layer, UnknownLayerError, get_layer
+from models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_layer
 from models.vgg16 import PRECISIONS
 from models.weights import WeightsError, WeightsInfo, load_weights
 from render.ascent import LOOPS
+from render.classes import parse_classes
 from render.dream import (
     DEFAULT_LAYERS,
     DreamSettings,
@@ -53,6 +54,8 @@ class Job:
     key: str
     output: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
+    objective: str = "filters"  # or "class"
+    class_output: str = "logit"  # class objective: the logit, or the softmax probability
     progress: bool = True
 
     @property
@@ -61,14 +64,16 @@ class Job:
         return self.layer.channels // divisor
 
 
-def _whole(cfg: DictConfig, key: str) -> int:
-    value, (low, high) = cfg[key], LIMITS[key]
+def _whole(cfg: DictConfig, key: str, value=None) -> int:
+    value, (low, high) = cfg[key] if value is None else value, LIMITS[key]
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise UserError(f"{key}={value} is invalid: use a whole number from {low} to {high}")
     return value
 
 
 def _layer(cfg: DictConfig) -> Layer:
+    if cfg.objective == "class":
+        return get_layer("predictions")
     try:
         layer = get_layer(cfg.layer)
     except UnknownLayerError as err:
@@ -79,6 +84,13 @@ def _layer(cfg: DictConfig) -> Layer:
             "(block1_conv1..block5_conv3)"
         )
     return layer
+
+
+def image_size(cfg: DictConfig):
+    """size=auto is 224 for class objectives (the fully connected top's input), else 128."""
+    if cfg.size != "auto":
+        return cfg.size
+    return TOP_INPUT_SIZE if cfg.objective == "class" else 128
 
 
 def weights_id(spec: str) -> str:
@@ -96,15 +108,18 @@ def weights_id(spec: str) -> str:
 def run_key(cfg: DictConfig) -> str:
     """Hash of every setting that changes the images (not batch size, loop or output options)."""
     settings = {
-        "layer": get_layer(cfg.layer).name,
+        "objective": cfg.objective,
+        "layer": _layer(cfg).name,
         "weights": weights_id(str(cfg.weights)),
-        "size": cfg.size,
+        "size": image_size(cfg),
         "steps": cfg.steps,
         "step_size": cfg.step_size,
         "seed": cfg.seed,
         "precision": cfg.precision,
         "style": OmegaConf.to_container(cfg.style, resolve=True),
     }
+    if cfg.objective == "class":
+        settings["class_output"] = cfg.class_output
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -125,10 +140,11 @@ def run_dir(cfg: DictConfig) -> str:
         )
         return f"dream/{layers}-{dream_key(cfg)[:8]}"
     try:
-        layer = get_layer(cfg.layer).name
+        layer = "classes" if cfg.objective == "class" else get_layer(cfg.layer).name
+        key = run_key(cfg)[:8]
     except UnknownLayerError:
-        layer = "unknown-layer"  # never used: validation refuses the run first
-    return f"{layer}/{cfg.style.name}-{cfg.size}px-seed{cfg.seed}-{run_key(cfg)[:8]}"
+        layer, key = "unknown-layer", "none"  # never used: validation refuses the run first
+    return f"{layer}/{cfg.style.name}-{image_size(cfg)}px-seed{cfg.seed}-{key}"
 
 
 def register_resolvers() -> None:
@@ -180,7 +196,17 @@ def weights_file(cfg: DictConfig, need_top: bool = False) -> str | None:
 def make_job(cfg: DictConfig) -> Job:
     """Check every setting; fetch and inspect the weights (shapes only)."""
     layer = _layer(cfg)
-    size, steps, seed = _whole(cfg, "size"), _whole(cfg, "steps"), _whole(cfg, "seed")
+    is_class = cfg.objective == "class"
+    size = image_size(cfg)
+    if size != TOP_INPUT_SIZE and is_class:
+        raise UserError(
+            f"objective=class needs size={TOP_INPUT_SIZE} (the fully connected top's input) "
+            "or size=auto"
+        )
+    if cfg.class_output not in ("logit", "softmax"):
+        raise UserError(f"class_output={cfg.class_output} is invalid: use logit or softmax")
+    size = _whole(cfg, "size", size)
+    steps, seed = _whole(cfg, "steps"), _whole(cfg, "seed")
     if size < layer.stride:
         raise UserError(
             f"size={size} leaves no spatial map at {layer.name} (it sees 1/{layer.stride} of "
@@ -188,6 +214,8 @@ def make_job(cfg: DictConfig) -> Job:
         )
     style = OmegaConf.to_container(cfg.style, resolve=True)
     problem = check_style(style, size, layer.stride)
+    if is_class and style.get("octaves", 1) != 1:
+        problem = "objective=class renders at 224 px only: use style.octaves=1"
     if problem:
         raise UserError(problem)
     step_size = cfg.step_size
@@ -207,15 +235,17 @@ def make_job(cfg: DictConfig) -> Job:
     if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
         raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
     _writable_root(cfg.output.root)
-    path = weights_file(cfg)
+    path = weights_file(cfg, need_top=is_class)
     info = None
     if path is not None:
         try:
-            info = load_weights(path, read=False)[1]
+            info = load_weights(path, need_top=is_class, read=False)[1]
         except WeightsError as err:
             raise UserError(str(err)) from None
-    channels = layer.channels // (info.width_divisor if info else 1)
-    filters = parse_indices(cfg.filters, channels, "filters")
+    if is_class:
+        filters = parse_classes(cfg.classes)
+    else:
+        filters = parse_indices(cfg.filters, layer.channels // (info.width_divisor if info else 1))
     return Job(
         layer=layer,
         filters=filters,
@@ -233,6 +263,8 @@ def make_job(cfg: DictConfig) -> Job:
         key=run_key(cfg),
         output=OmegaConf.to_container(cfg.output, resolve=True),
         metrics=OmegaConf.to_container(cfg.metrics, resolve=True),
+        objective=cfg.objective,
+        class_output=cfg.class_output,
         progress=bool(cfg.progress),
     )
 
@@ -283,6 +315,6 @@ def prepare(cfg: DictConfig) -> Job | DreamJob:
     """The checked job of a composed config, whatever its objective."""
     if cfg.objective == "dream":
         return make_dream_job(cfg)
-    if cfg.objective != "filters":
-        raise UserError(f"objective={cfg.objective} is invalid: use filters or dream")
+    if cfg.objective not in ("filters", "class"):
+        raise UserError(f"objective={cfg.objective} is invalid: use filters, class or dream")
     return make_job(cfg)

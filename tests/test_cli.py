@@ -178,7 +178,7 @@ BAD_INPUTS |= {
     ),
     "unknown objective": (
         ["objective=poetry"],
-        "objective=poetry is invalid: use filters or dream",
+        "objective=poetry is invalid: use filters, class or dream",
     ),
 }
 BAD_WEIGHTS = {
