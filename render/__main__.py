@@ -85,7 +85,10 @@ def main() -> None:
         fail(err, debug_requested(argv))
     except KeyboardInterrupt:
         sys.exit(130)
-    task()
+    try:
+        task()
+    except ValueError as err:  # Hydra's own command-line checks, e.g. --cfg together with -m
+        fail(err, debug_requested(argv))
 
 
 if __name__ == "__main__":

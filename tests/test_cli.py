@@ -73,6 +73,25 @@ def test_multirun_gives_each_layer_its_own_folder(weight_files, tmp_path):
     assert {"block1_conv1", "block2_conv1"} <= set(os.listdir(tmp_path))
 
 
+def test_submitit_launcher_local_dry_run(weight_files, tmp_path):
+    """The SLURM launch path (hydra-submitit-launcher), run locally as subprocess jobs."""
+    result = run_cli(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "layer=conv1_1,conv2_1",
+        "filters=0-1",
+        "size=16",
+        "steps=2",
+        f"weights={weight_files['keras_notop']}",
+        f"output.root={tmp_path}",
+        "progress=false",
+    )
+    assert result.returncode == 0, result.stderr
+    for layer in ("block1_conv1", "block2_conv1"):
+        (folder,) = (tmp_path / layer).iterdir()
+        assert (folder / f"{layer}_0001.png").exists() and (folder / "metadata.json").exists()
+
+
 def test_bad_input_in_a_real_process_is_one_line(tmp_path):
     result = run_cli("layer=conv9_1", f"output.root={tmp_path}")
     assert result.returncode == 2
