@@ -1,6 +1,7 @@
 """The command line: a real run, resume, sweeps, and one clear line for every bad input."""
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -296,3 +297,43 @@ def test_dream_folder_writes_good_photos_and_names_bad_ones(weight_files, tmp_pa
     (dreamed,) = (tmp_path / "out").glob("dream/*/good_dream.png")
     assert Image.open(dreamed).size == (48, 40)
     assert "bad.jpg" in result.stdout and "1 of 2 photos dreamed" in result.stdout
+
+
+def test_compare_styles_renders_measures_and_prints_the_table(weight_files, tmp_path):
+    env = dict(os.environ, PYTHONPATH=REPO)
+    table = tmp_path / "table.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "render.compare",
+            "--layers",
+            "block2_conv1,block3_conv1",
+            "--filters",
+            "0-3",
+            "--json",
+            str(table),
+            "--",
+            f"weights={weight_files['keras_notop']}",
+            "size=32",
+            "steps=4",
+            f"output.root={tmp_path}",
+            "progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "beat all crops" in result.stdout
+    rows = json.loads(table.read_text())
+    assert [(r["layer"], r["style"]) for r in rows] == [
+        ("block2_conv1", "chollet2016"),
+        ("block2_conv1", "olah2017"),
+        ("block3_conv1", "chollet2016"),
+        ("block3_conv1", "olah2017"),
+    ]
+    assert all(r["filters"] == 4 and 0 <= r["best_stimulus"] <= 1 for r in rows)
+    assert rows[0]["dead"] == 1  # the fixture's dead filter 2 of block2_conv1
