@@ -1,9 +1,10 @@
 """Compare styles on the same filters: render what is missing, measure, print one table.
 
     python -m render.compare --layers block3_conv1,block4_conv3,block5_conv2 --filters 0-31 \\
-        --styles chollet2016,olah2017 -- weights=/tmp/real-vgg16/vgg16_notop_keras.h5
+        --styles "chollet2016;olah2017 steps=128" -- weights=/tmp/real-vgg16/vgg16_notop_keras.h5
 
-Everything after `--` is passed to `python -m render` (any of its settings). Per layer and
+Styles are separated by ';', each optionally followed by settings of its own; everything after
+`--` is passed to `python -m render` for every style (any of its settings). Per layer and
 style: filters whose image beats every natural-photo crop, the median ratio to the best crop,
 filters whose image is their strongest stimulus among the layer's renders, dead filters, and
 rendering time per filter.
@@ -111,14 +112,20 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--layers", default="block3_conv1,block4_conv3,block5_conv2")
     parser.add_argument("--filters", default="0-31")
-    parser.add_argument("--styles", default="chollet2016,olah2017")
+    parser.add_argument(
+        "--styles",
+        default="chollet2016;olah2017",
+        help="';'-separated styles, each with optional settings: 'olah2017 steps=128'",
+    )
     parser.add_argument("--no-render", action="store_true", help="only measure what exists")
     parser.add_argument("--json", help="also write the table to this file")
     args = parser.parse_args(own)
-    layers, styles = args.layers.split(","), args.styles.split(",")
+    layers = args.layers.split(",")
+    own_settings = {s.split()[0]: s.split()[1:] for s in args.styles.split(";") if s.strip()}
+    styles = list(own_settings)
     try:
         jobs = {
-            (layer, style): run_folder_job(layer, style, args.filters, extra)
+            (layer, style): run_folder_job(layer, style, args.filters, own_settings[style] + extra)
             for style in styles
             for layer in layers
         }

@@ -71,6 +71,7 @@ def channel_means(
 ) -> np.ndarray:
     """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
     (for a dense layer, its outputs)."""
+
     def forward(x):
         y = model.apply(params, caffe_preprocess(x), upto=layer)
         return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are

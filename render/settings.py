@@ -108,7 +108,6 @@ def weights_id(spec: str) -> str:
 def run_key(cfg: DictConfig) -> str:
     """Hash of every setting that changes the images (not batch size, loop or output options)."""
     settings = {
-        "objective": cfg.objective,
         "layer": _layer(cfg).name,
         "weights": weights_id(str(cfg.weights)),
         "size": image_size(cfg),
@@ -118,8 +117,8 @@ def run_key(cfg: DictConfig) -> str:
         "precision": cfg.precision,
         "style": OmegaConf.to_container(cfg.style, resolve=True),
     }
-    if cfg.objective == "class":
-        settings["class_output"] = cfg.class_output
+    if cfg.objective == "class":  # filter runs keep the keys they had before classes existed
+        settings |= {"objective": cfg.objective, "class_output": cfg.class_output}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
