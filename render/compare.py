@@ -138,6 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"style={style}",
                 f"layer={','.join(layers)}",
                 f"filters='{args.filters}'",
+                *own_settings[style],
                 *extra,
             ]
             if subprocess.run(command).returncode != 0:
