@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models.layers import CONV_LAYERS, Layer, get_layer, output_size
-from models.vgg16 import VGG16
+from models.vgg16 import PRECISIONS, VGG16
 from render.ascent import compile_ascent, image_keys
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.errors import UserError
@@ -48,10 +48,13 @@ def step_flops(layer: Layer, size: int, target_channels: int | None = None) -> f
     return 2 * conv_flops(layer, size, target_channels)
 
 
-def matmul_ceiling(n: int = 4096, repeats: int = 5) -> float:
-    """Best fp32 n x n matmul rate of the default device, in GFLOP/s."""
-    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32))
-    dot = jax.jit(lambda a, b: jnp.dot(a, b, precision=jax.lax.Precision.HIGHEST))
+def matmul_ceiling(n: int = 4096, repeats: int = 5, precision: str = "fp32") -> float:
+    """Best n x n matmul rate of the default device at `precision`, in GFLOP/s."""
+    dtype, lax_precision = PRECISIONS[precision]
+    a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32), dtype)
+    dot = jax.jit(
+        lambda a, b: jnp.dot(a, b, precision=lax_precision, preferred_element_type=jnp.float32)
+    )
     dot(a, a).block_until_ready()
     best = min(_timed(lambda: dot(a, a).block_until_ready()) for _ in range(repeats))
     return 2.0 * n**3 / best / 1e9
@@ -157,11 +160,11 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(None if args.weights == "random" else args.weights)
     except UserError as err:
         sys.exit(f"render.bench: error: {err}")
-    ceiling = matmul_ceiling()
+    ceiling = matmul_ceiling(precision=args.precision)
     device = jax.local_devices()[0]
     print(
         f"device: {device.device_kind} ({jax.default_backend()}, {jax.local_device_count()} "
-        f"local), jax {jax.__version__}; fp32 matmul ceiling {ceiling:.0f} GFLOP/s"
+        f"local), jax {jax.__version__}; {args.precision} matmul ceiling {ceiling:.0f} GFLOP/s"
     )
     print(
         f"{'layer':<14}{'batch':>6}{'loop':>8}{'filters/s':>11}{'GFLOP/s nominal':>17}"
@@ -173,10 +176,11 @@ def main(argv: list[str] | None = None) -> None:
     for layer in layers:
         for batch in batches:
             for loop in loops:
+                filters = layer.channels if args.filters == "all" else int(args.filters)
                 r = bench_layer(
                     params,
                     layer,
-                    args.filters,
+                    filters,
                     args.size,
                     args.steps,
                     batch,
@@ -203,7 +207,7 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"total: {sum(r['filters'] for r in results)} filters in {seconds:.2f} s of rendering "
         f"after compilation, {flops / seconds / 1e3:.2f} TFLOP/s nominal "
-        f"({flops / seconds / ceiling:.2f} of the fp32 matmul ceiling)"
+        f"({flops / seconds / ceiling:.2f} of the {args.precision} matmul ceiling)"
     )
     if args.json:
         from render.files import write_json
