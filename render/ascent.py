@@ -25,10 +25,28 @@ from render.styles import Style
 LOOPS = ("python", "device")
 
 
-def image_keys(seed: int, stream: int, targets: jax.Array) -> jax.Array:
-    """One key per image from (seed, stream, target) alone: never from the batch around it."""
+def image_keys(seed: int, stream: int, targets: jax.Array, copies: int = 1) -> jax.Array:
+    """One key per image from (seed, stream, target, copy) alone: never from the batch around
+    it. With copies > 1, targets come in runs of `copies` images of one target (diversity)."""
     base = jax.random.fold_in(jax.random.key(seed), stream)
-    return jax.vmap(lambda t: jax.random.fold_in(base, t))(targets)
+    keys = jax.vmap(lambda t: jax.random.fold_in(base, t))(targets)
+    if copies == 1:
+        return keys
+    copy = jnp.tile(jnp.arange(copies), len(targets) // copies)
+    return jax.vmap(lambda k, c: jnp.where(c == 0, k, jax.random.fold_in(k, c)))(keys, copy)
+
+
+def diversity_penalty(features: jax.Array, copies: int) -> jax.Array:
+    """Per image: mean cosine similarity of its Gram matrix to those of the other images of its
+    filter (runs of `copies` images), as in Lucid's diversity objective."""
+    flat = features.reshape(features.shape[0], -1, features.shape[-1])
+    gram = jnp.einsum("bpc,bpd->bcd", flat, flat).reshape(features.shape[0], -1) / flat.shape[1]
+    gram = gram - gram.mean(axis=1, keepdims=True)  # post-ReLU Grams share a large positive mean
+    gram = gram / (jnp.linalg.norm(gram, axis=1, keepdims=True) + 1e-8)
+    groups = gram.reshape(-1, copies, gram.shape[-1])
+    similarity = jnp.einsum("gic,gjc->gij", groups, groups)
+    others = (similarity.sum(axis=2) - jnp.einsum("gii->gi", similarity)) / (copies - 1)
+    return others.reshape(-1)
 
 
 def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
@@ -57,8 +75,11 @@ def penalties(style: Style, images: jax.Array) -> jax.Array:
     return total
 
 
-def make_step(objective: Objective, style: Style) -> Callable:
-    """step(params, (param, opt_state), targets, keys, i) -> (new state, loss per image)."""
+def make_step(objective: Objective, style: Style, features: Callable | None = None) -> Callable:
+    """step(params, (param, opt_state), targets, keys, i) -> (new state, loss per image).
+
+    `features(params, images)` feeds the diversity penalty when style.diversity > 1.
+    """
     to_caffe = style.parameterization.to_caffe
 
     def step(params, state, targets, keys, i):
@@ -73,7 +94,11 @@ def make_step(objective: Objective, style: Style) -> Callable:
                 (i < style.redirect_steps).astype(jnp.float32) if style.redirect_steps else None
             )
             losses = objective(params, view, targets, redirect)
-            return -(losses - penalties(style, images)).sum(), losses
+            penalty = penalties(style, images)
+            if style.diversity > 1:
+                similarity = diversity_penalty(features(params, view), style.diversity)
+                penalty = penalty + style.diversity_weight * similarity
+            return -(losses - penalty).sum(), losses
 
         grads, losses = jax.grad(negative_total, has_aux=True)(param)
         updates, opt_state = style.optimizer.update(grads, opt_state, param)
@@ -106,6 +131,7 @@ def compile_ascent(
     params,
     targets: jax.Array,
     keys: jax.Array,
+    features: Callable | None = None,
 ) -> Ascent:
     """Compile every octave's ascent for batches shaped like `targets`.
 
@@ -115,7 +141,7 @@ def compile_ascent(
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
     donate = (1,) if jax.default_backend() != "cpu" else ()  # CPU cannot reuse donated buffers
-    step = make_step(objective, style)
+    step = make_step(objective, style, features)
     par = style.parameterization
     start = time.perf_counter()
     plan = style.octave_plan(size, steps)

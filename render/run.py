@@ -15,6 +15,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+from models.layers import CONV_LAYERS
 from models.vgg16 import VGG16
 from render import __version__
 from render.ascent import compile_ascent, image_keys
@@ -107,8 +108,13 @@ def finished_filters(job: Job, records: dict) -> set[int]:
     return done
 
 
-def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -> dict:
-    """Save one rendered filter (unless it is dead or non-finite) and describe it."""
+def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
+    """Save one rendered filter (unless it is dead or non-finite) and describe it.
+
+    `images` (D, H, W, 3) are the filter's D diverse images (D = 1 without diversity), saved
+    side by side in one PNG; its losses are their means.
+    """
+    loss_start, loss_end = np.mean(losses_start), np.mean(losses_end)
     record = {
         "filter": k,
         "seed": job.seed,
@@ -116,7 +122,9 @@ def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -
         "loss_end": float(loss_end),
         "file": None,
     }
-    if not (np.isfinite(loss_end) and np.isfinite(image).all()):
+    if len(images) > 1:
+        record["losses_end"] = [float(v) for v in losses_end]
+    if not (np.isfinite(losses_end).all() and np.isfinite(images).all()):
         return record | {"status": "nonfinite"}
     if loss_end <= 0:
         return record | {"status": "dead"}  # never left zero activation: no image to show
@@ -128,7 +136,8 @@ def filter_record(job: Job, k: int, image, loss_start: float, loss_end: float) -
         "render:loss": f"{loss_end:.6g}",
         "Software": f"render {__version__}",
     }
-    write_png(os.path.join(job.out_dir, name), to_uint8(image, job.style["display"]), text)
+    strip = np.concatenate([to_uint8(image, job.style["display"]) for image in images], axis=1)
+    write_png(os.path.join(job.out_dir, name), strip, text)
     return record | {"status": "ok", "file": name}
 
 
@@ -262,13 +271,25 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     objective = for_job(model, job.objective, job.layer.name, job.class_output)
     style = build_style(job.style, job.step_size)
     params = replicate_over_devices(params)
+    copies = style.diversity
 
     def batch_of(chunk):
-        targets = split_over_devices(padded(chunk, batch))
-        return targets, image_keys(job.seed, job.layer.index, targets)
+        targets = split_over_devices(np.repeat(padded(chunk, batch), copies))
+        return targets, image_keys(job.seed, job.layer.index, targets, copies)
 
     targets, keys = batch_of(todo[:batch])
-    ascent = compile_ascent(objective, style, job.size, job.steps, loop, params, targets, keys)
+    features = None
+    if copies > 1:  # diversity compares the images' features one layer below the target
+        below = (
+            "block5_conv3" if job.layer.kind == "dense" else CONV_LAYERS[job.layer.index - 1].name
+        )
+        if job.layer.index == 0:
+            features = lambda params, images: images  # noqa: E731
+        else:
+            features = lambda params, images: model.apply(params, images, upto=below)  # noqa: E731
+    ascent = compile_ascent(
+        objective, style, job.size, job.steps, loop, params, targets, keys, features
+    )
     log.info(
         "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
         job.layer.name,
@@ -296,8 +317,9 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
             images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
             with interrupts_deferred():
                 for i, k in enumerate(chunk):
+                    group = slice(i * copies, (i + 1) * copies)
                     meta["filters"][str(k)] = filter_record(
-                        job, k, images[i], loss_start[i], loss_end[i]
+                        job, k, images[group], loss_start[group], loss_end[group]
                     )
                 timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
                 timing["filters"] += len(chunk)

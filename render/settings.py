@@ -117,6 +117,9 @@ def run_key(cfg: DictConfig) -> str:
         "precision": cfg.precision,
         "style": OmegaConf.to_container(cfg.style, resolve=True),
     }
+    if settings["style"].get("diversity", 1) == 1:  # off: runs from before it keep their keys
+        settings["style"].pop("diversity", None)
+        settings["style"].pop("diversity_weight", None)
     if cfg.objective == "class":  # filter runs keep the keys they had before classes existed
         settings |= {"objective": cfg.objective, "class_output": cfg.class_output}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]

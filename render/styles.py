@@ -49,6 +49,8 @@ class Style:
     redirect_steps: int = 0
     octaves: int = 1
     octave_scale: float = 1.5
+    diversity: int = 1  # images per filter, pushed apart by their feature similarity
+    diversity_weight: float = 1.0
 
     def octave_plan(self, size: int, steps: int) -> list[tuple[int, int]]:
         """(size, steps) of each octave, smallest first; the last is the requested size."""
@@ -81,6 +83,8 @@ def build_style(cfg: dict, step_size: float) -> Style:
         redirect_steps=cfg.get("redirect_steps", 0),
         octaves=cfg.get("octaves", 1),
         octave_scale=cfg.get("octave_scale", 1.5),
+        diversity=cfg.get("diversity", 1),
+        diversity_weight=cfg.get("diversity_weight", 1.0),
     )
 
 
@@ -101,6 +105,8 @@ def check_style(cfg: dict, size: int, min_size: int) -> str | None:
         "blur_sigma": (0.1, 10.0),
         "redirect_steps": (0, 10**6),
         "tv_weight": (0.0, 1e6),
+        "diversity": (1, 64),
+        "diversity_weight": (0.0, 1e6),
         "l2_weight": (0.0, 1e6),
     }
     for key, (low, high) in ranges.items():

@@ -162,3 +162,38 @@ def test_different_setting_gets_its_own_folder(weight_files, tmp_path):
     assert job_for(weight_files, tmp_path, "batch_size=3").out_dir == a.out_dir
     for change in ("steps=21", "step_size=0.5", "seed=1", "size=40", "style.noise=10"):
         assert job_for(weight_files, tmp_path, change).out_dir != a.out_dir, change
+
+
+def diverse_run(weight_files, loaded, root, weight):
+    job = job_for(
+        weight_files,
+        root,
+        "layer=conv3_1",
+        "filters=0-1",
+        "batch_size=2",
+        "style.diversity=3",
+        f"style.diversity_weight={weight}",
+        "steps=30",
+        "metrics.measure=false",
+    )
+    meta = render_layer(job, loaded, {})
+    return job, meta
+
+
+def test_diversity_pushes_a_filters_images_apart(weight_files, loaded, tmp_path):
+    """Three images per filter, side by side in its PNG; the penalty makes them less alike."""
+    from render.ascent import diversity_penalty
+
+    model = VGG16(width_divisor=16)
+    similarity = {}
+    for weight in (0.0, 50.0):
+        job, meta = diverse_run(weight_files, loaded, tmp_path / str(weight), weight)
+        strips = [png_of(job, k)[0] for k in (0, 1)]
+        assert strips[0].shape == (32, 3 * 32, 3)
+        assert len(meta["filters"]["0"]["losses_end"]) == 3
+        images = np.concatenate([s.reshape(32, 3, 32, 3).transpose(1, 0, 2, 3) for s in strips])
+        features = model.apply(
+            loaded, caffe_preprocess(jnp.asarray(images, jnp.float32)), upto="block2_conv2"
+        )
+        similarity[weight] = float(diversity_penalty(features, 3).mean())
+    assert similarity[50.0] < similarity[0.0] - 0.05
