@@ -64,6 +64,17 @@ def get_layer(name: str) -> Layer:
     )
 
 
+def get_conv_layer(name: str, purpose: str) -> Layer:
+    """Like get_layer, for uses that need a spatial map: a dense layer is an error too."""
+    layer = get_layer(name)
+    if layer.kind != "conv":
+        raise UnknownLayerError(
+            f"layer {layer.name} is fully connected: {purpose} takes a conv layer "
+            "(block1_conv1..block5_conv3)"
+        )
+    return layer
+
+
 def output_size(layer: Layer, image_size: int) -> int:
     """Spatial side of a conv layer's map for a square input (Keras 'valid' pooling floors)."""
     size = image_size

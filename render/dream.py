@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.layers import Layer, UnknownLayerError, get_layer
+from models.layers import Layer, UnknownLayerError, get_conv_layer, get_layer
 from models.preprocess import caffe_deprocess, caffe_preprocess
 from models.vgg16 import VGG16
 from render.errors import UserError
@@ -98,15 +98,9 @@ def objective_terms(settings: DreamSettings, width_divisor: int = 1) -> tuple[Te
 
 def _conv_layer(name: str) -> Layer:
     try:
-        layer = get_layer(name)
+        return get_conv_layer(name, "deep dream")
     except UnknownLayerError as err:
         raise UserError(str(err)) from None
-    if layer.kind != "conv":
-        raise UserError(
-            f"cannot dream with {layer.name}: it has no spatial map; choose conv layers "
-            "block1_conv1..block5_conv3"
-        )
-    return layer
 
 
 def _check_filters(layer: Layer, value, width_divisor: int) -> tuple[int, ...]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from omegaconf import DictConfig, OmegaConf
 
 from models.download import imagenet_weights
-from models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_layer
+from models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_conv_layer, get_layer
 from models.vgg16 import PRECISIONS
 from models.weights import WeightsError, WeightsInfo, load_weights
 from render.ascent import LOOPS
@@ -75,15 +75,9 @@ def _layer(cfg: DictConfig) -> Layer:
     if cfg.objective == "class":
         return get_layer("predictions")
     try:
-        layer = get_layer(cfg.layer)
+        return get_conv_layer(cfg.layer, "filter rendering")
     except UnknownLayerError as err:
         raise UserError(str(err)) from None
-    if layer.kind != "conv":
-        raise UserError(
-            f"layer={cfg.layer} is fully connected: filter rendering takes a conv layer "
-            "(block1_conv1..block5_conv3)"
-        )
-    return layer
 
 
 def image_size(cfg: DictConfig):

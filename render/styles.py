@@ -109,24 +109,20 @@ def check_style(cfg: dict, size: int, min_size: int) -> str | None:
         "diversity_weight": (0.0, 1e6),
         "l2_weight": (0.0, 1e6),
     }
-    for key, (low, high) in ranges.items():
-        value = cfg.get(key, low)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not low <= value <= high
-        ):
-            return f"style.{key}={value} is invalid: use a number from {low} to {high}"
     transforms = cfg.get("transforms") or {}
     limits = {"pad": (0, 256), "jitter": (0, 256), "scale": (0.0, 0.9), "rotate": (0.0, 180.0)}
-    for key, (low, high) in limits.items():
-        value = transforms.get(key, low)
+    checks = [(f"style.{k}", cfg.get(k, low), low, high) for k, (low, high) in ranges.items()]
+    checks += [
+        (f"style.transforms.{k}", transforms.get(k, low), low, high)
+        for k, (low, high) in limits.items()
+    ]
+    for name, value, low, high in checks:
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)
             or not low <= value <= high
         ):
-            return f"style.transforms.{key}={value} is invalid: use a number from {low} to {high}"
+            return f"{name}={value} is invalid: use a number from {low} to {high}"
     smallest = round(size / cfg.get("octave_scale", 1.5) ** (cfg.get("octaves", 1) - 1))
     if smallest < min_size:
         return (

@@ -18,8 +18,8 @@ from render.files import write_atomic
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def run_cli(*args):
-    env = dict(os.environ, PYTHONPATH=REPO)
+def run_cli(*args, **env_vars):
+    env = dict(os.environ, PYTHONPATH=REPO, **env_vars)
     return subprocess.run(
         [sys.executable, "-m", "render", *args],
         capture_output=True,
@@ -132,7 +132,10 @@ def _bad_weights(tmp_path, kind):
 
 BAD_INPUTS = {
     "unknown layer": (["layer=block6_conv1"], "unknown layer 'block6_conv1': did you mean"),
-    "dense layer": (["layer=fc1"], "layer=fc1 is fully connected"),
+    "dense layer": (
+        ["layer=fc1"],
+        "layer fc1 is fully connected: filter rendering takes a conv layer (block1_conv1..block5_conv3)",
+    ),
     "no spatial map": (
         ["layer=conv5_1", "size=8"],
         "size=8 leaves no spatial map at block5_conv1 (it sees 1/16 of the image): use size>=16",

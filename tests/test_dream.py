@@ -147,7 +147,7 @@ def test_bad_settings_are_user_errors(params):
     photo = make_photo()
     cases = {
         "unknown layer 'block4_conv9'": DreamSettings({"block4_conv9": 1.0}),
-        "cannot dream with fc1": DreamSettings({"fc1": 1.0}),
+        "layer fc1 is fully connected: deep dream takes a conv layer": DreamSettings({"fc1": 1.0}),
         "filter 32 is out of range for block4_conv3: it has filters 0..31": DreamSettings(
             {}, filters={"conv4_3": [0, 32]}
         ),

@@ -1,13 +1,12 @@
 """Every fast path against the plain one: channel selection, bf16, several devices."""
 
 import os
-import subprocess
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_cli import run_cli
 
 from models.vgg16 import VGG16
 
@@ -71,30 +70,16 @@ def test_four_devices_give_the_images_of_one(weight_files, tmp_path):
     outputs = {}
     for devices in (1, 4):
         root = tmp_path / f"dev{devices}"
-        env = dict(
-            os.environ,
-            PYTHONPATH=REPO,
+        result = run_cli(
+            f"weights={weight_files['keras_notop']}",
+            "layer=conv3_1",
+            "filters=0-7",
+            "size=32",
+            "batch_size=8",
+            "steps=10",
+            f"output.root={root}",
+            "progress=false",
             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-        )
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "render",
-                f"weights={weight_files['keras_notop']}",
-                "layer=conv3_1",
-                "filters=0-7",
-                "size=32",
-                "batch_size=8",
-                "steps=10",
-                f"output.root={root}",
-                "progress=false",
-            ],
-            capture_output=True,
-            text=True,
-            cwd=REPO,
-            env=env,
-            timeout=600,
         )
         assert result.returncode == 0, result.stderr
         assert f"batch 8 on {devices} device(s)" in result.stdout
