@@ -273,11 +273,10 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     params = replicate_over_devices(params)
     copies = style.diversity
 
-    def batch_of(chunk):
+    def batch_of(chunk, batch):
         targets = split_over_devices(np.repeat(padded(chunk, batch), copies))
         return targets, image_keys(job.seed, job.layer.index, targets, copies)
 
-    targets, keys = batch_of(todo[:batch])
     features = None
     if copies > 1:  # diversity compares the images' features one layer below the target
         below = (
@@ -287,18 +286,24 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
             features = lambda params, images: images  # noqa: E731
         else:
             features = lambda params, images: model.apply(params, images, upto=below)  # noqa: E731
-    ascent = compile_ascent(
-        objective, style, job.size, job.steps, loop, params, targets, keys, features
-    )
-    log.info(
-        "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
-        job.layer.name,
-        len(todo),
-        batch,
-        jax.local_device_count(),
-        loop,
-        ascent.compile_seconds,
-    )
+
+    def compiled(batch):
+        targets, keys = batch_of(todo[:batch], batch)
+        ascent = compile_ascent(
+            objective, style, job.size, job.steps, loop, params, targets, keys, features
+        )
+        log.info(
+            "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
+            job.layer.name,
+            len(todo),
+            batch,
+            jax.local_device_count(),
+            loop,
+            ascent.compile_seconds,
+        )
+        return ascent
+
+    ascent, devices = None, jax.local_device_count()
     bar = tqdm(
         total=len(job.filters),
         initial=done,
@@ -309,12 +314,21 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
     )
     begin, rendered = time.perf_counter(), 0
     try:
-        for first in range(0, len(todo), batch):
+        first = 0
+        while first < len(todo):
             chunk = todo[first : first + batch]
             batch_start = time.perf_counter()
-            targets, keys = batch_of(chunk)
-            images, loss_start, loss_end = ascent.run(params, targets, keys)
-            images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
+            try:
+                ascent = ascent or compiled(batch)
+                images, loss_start, loss_end = ascent.run(params, *batch_of(chunk, batch))
+                images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
+            except jax.errors.JaxRuntimeError as err:
+                if "RESOURCE_EXHAUSTED" not in str(err) or job.batch_size or batch <= devices:
+                    raise
+                batch, ascent = fit_batch(batch // 2, len(todo)), None  # auto: never run out
+                log.warning("out of device memory: batch size %d from now on", batch)
+                continue
+            first += len(chunk)
             with interrupts_deferred():
                 for i, k in enumerate(chunk):
                     group = slice(i * copies, (i + 1) * copies)

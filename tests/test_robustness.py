@@ -138,3 +138,35 @@ def test_nonfinite_filter_is_flagged_and_the_batch_completes(tmp_path):
     assert statuses.pop("3") == "nonfinite"
     assert set(statuses.values()) == {"ok"}
     assert not (Path(job.out_dir) / "block2_conv1_0003.png").exists()
+
+
+def test_auto_batch_halves_when_device_memory_runs_out(
+    weight_files, loaded, tmp_path, monkeypatch, caplog
+):
+    """batch_size=auto never fails for memory: a batch too large is halved and compiled again."""
+    import jax
+
+    import render.run as run_module
+
+    real = run_module.compile_ascent
+    sizes = []
+
+    def tight_memory(objective, style, size, steps, loop, params, targets, keys, features=None):
+        ascent = real(objective, style, size, steps, loop, params, targets, keys, features)
+        sizes.append(len(targets))
+        if len(targets) > 2:
+
+            def run(*args):
+                raise jax.errors.JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating")
+
+            ascent.run = run
+        return ascent
+
+    monkeypatch.setattr(run_module, "compile_ascent", tight_memory)
+    monkeypatch.setattr(run_module, "auto_batch_size", lambda *args: 8)
+    job = job_for(weight_files, tmp_path, "filters=0-7")
+    with caplog.at_level("WARNING", logger="render"):
+        meta = render_layer(job, loaded, {})
+    assert sizes == [8, 4, 2]
+    assert sorted(meta["filters"]) == [str(k) for k in range(8)]
+    assert "out of device memory: batch size 2 from now on" in caplog.text
