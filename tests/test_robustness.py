@@ -170,3 +170,42 @@ def test_auto_batch_halves_when_device_memory_runs_out(
     assert sizes == [8, 4, 2]
     assert sorted(meta["filters"]) == [str(k) for k in range(8)]
     assert "out of device memory: batch size 2 from now on" in caplog.text
+
+
+def test_disk_full_mid_run_stops_cleanly_and_resumes(weight_files, loaded, tmp_path, monkeypatch):
+    import errno
+
+    import render.files as files_module
+
+    job = job_for(weight_files, tmp_path, "filters=0-7", "batch_size=2", "metrics.measure=false")
+    real_fsync, calls = files_module.os.fsync, []
+
+    def filling_disk(fd):
+        calls.append(fd)
+        if len(calls) >= 5:  # the disk is full from the fifth file on
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(files_module.os, "fsync", filling_disk)
+    with pytest.raises(
+        UserError,
+        match="disk full while writing .*: free some space and run the same command again to resume",
+    ):
+        render_layer(job, loaded, {})
+    monkeypatch.undo()
+    folder = Path(job.out_dir)
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+    meta = json.loads((folder / "metadata.json").read_text())  # complete, parseable
+    for record in meta["filters"].values():
+        assert record["file"] is None or (folder / record["file"]).exists()
+    resumed = render_layer(job, loaded, {})
+    clean = job_for(
+        weight_files, tmp_path / "clean", "filters=0-7", "batch_size=2", "metrics.measure=false"
+    )
+    render_layer(clean, loaded, {})
+    assert (
+        resumed["filters"]
+        == json.loads((Path(clean.out_dir) / "metadata.json").read_text())["filters"]
+    )
+    for png in Path(clean.out_dir).glob("*_0*.png"):
+        assert (folder / png.name).read_bytes() == png.read_bytes()
