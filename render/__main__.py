@@ -15,6 +15,7 @@ from render.cli import (
     check_command,
     debug_requested,
     fail,
+    help_text,
     quote_index_lists,
 )
 from render.errors import UserError
@@ -79,6 +80,9 @@ def main() -> None:
     register_resolvers()
     argv = quote_index_lists(sys.argv[1:])
     sys.argv[1:] = argv
+    if "--help" in argv or "-h" in argv:
+        print(help_text(), end="")
+        return
     try:
         check_command(argv)
     except UserError as err:

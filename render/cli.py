@@ -51,6 +51,24 @@ VALUE_FLAGS = {
 INDEX_KEYS = ("filters", "classes")
 
 
+def help_text() -> str:
+    """--help: the settings with their one-line descriptions, as the config files state them."""
+    with open(os.path.join(CONF_DIR, f"{CONFIG_NAME}.yaml"), encoding="utf-8") as f:
+        main = f.read().split("\nhydra:")[0]
+    parts = [main.rstrip()]
+    for group in ("style", "output", "sweep"):
+        folder = os.path.join(CONF_DIR, group)
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), encoding="utf-8") as f:
+                text = f.read().replace("# @package _global_\n", "").rstrip()
+            parts.append(f"# --- {group}={name.removesuffix('.yaml')} ---\n{text}")
+    parts.append(
+        "# More: python -m render --cfg job (the composed settings), --hydra-help (Hydra's "
+        "flags),\n# render/BENCHMARKS.md (speed), README.md (outputs, styles, clusters)."
+    )
+    return "\n\n".join(parts) + "\n"
+
+
 def debug_requested(argv: list[str]) -> bool:
     return any(re.fullmatch(r"\+*debug=(true|True|1)", arg) for arg in argv)
 
