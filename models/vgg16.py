@@ -72,6 +72,53 @@ def per_image_channel(linear, x: jax.Array, kernel, bias, channels: jax.Array) -
     return jnp.take_along_axis(y, index, axis=-1)[..., 0]
 
 
+# On XLA:CPU, precision=bf16 runs convolutions with at least this many input channels as
+# shifted bf16 matmuls (measured: block5_conv2 0.54 -> 0.74 filters/s); narrower ones, with
+# large maps, are memory-bound that way and stay lax.conv.
+BF16_MATMUL_MIN_CHANNELS = 256
+
+
+def _shifted_dots(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """3x3 'same' cross-correlation as 9 shifted bf16 matmuls accumulated in fp32."""
+    height, width = x.shape[1], x.shape[2]
+    padded = jnp.pad(x.astype(jnp.bfloat16), ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = kernel.astype(jnp.bfloat16)
+    return sum(
+        jnp.dot(
+            padded[:, i : i + height, j : j + width], taps[i, j], preferred_element_type=jnp.float32
+        )
+        for i in range(3)
+        for j in range(3)
+    )
+
+
+@jax.custom_vjp
+def conv3x3_bf16_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """bf16 convolution for XLA:CPU, where lax.conv in bf16 is no faster than fp32 but bf16
+    matmuls run ~4x faster: the input gradient is bf16 shifted matmuls too (fp32 accumulation).
+    The kernel gets no gradient (only images are optimized)."""
+    return _shifted_dots(x, kernel)
+
+
+def _bf16_matmul_fwd(x, kernel):
+    return _shifted_dots(x, kernel), (kernel, x.shape)
+
+
+def _bf16_matmul_bwd(residual, g):
+    kernel, shape = residual
+    height, width = shape[1], shape[2]
+    g, taps = g.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
+    dx = jnp.zeros((shape[0], height + 2, width + 2, shape[3]), jnp.float32)
+    for i in range(3):
+        for j in range(3):
+            tap = jnp.dot(g, taps[i, j].T, preferred_element_type=jnp.float32)
+            dx = dx.at[:, i : i + height, j : j + width].add(tap)
+    return dx[:, 1:-1, 1:-1], jnp.zeros_like(kernel)
+
+
+conv3x3_bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+
+
 class Conv3x3(nn.Module):
     features: int
     precision: str = "fp32"
@@ -84,6 +131,9 @@ class Conv3x3(nn.Module):
         dtype, precision = PRECISIONS[self.precision]
 
         def linear(x, kernel):
+            wide = x.shape[-1] >= BF16_MATMUL_MIN_CHANNELS
+            if self.precision == "bf16" and wide and jax.default_backend() == "cpu":
+                return conv3x3_bf16_matmul(x, kernel)
             return lax.conv_general_dilated(
                 x.astype(dtype),
                 kernel.astype(dtype),
