@@ -8,20 +8,23 @@ Layout of `compose_figure` (all in output pixels, `t` = tile side times `scale`)
     left column   name_width + margin before the grid, only with row names
 
 Without labels, row names and title, and with scale 1, the result equals `atlas.stitch`.
+`write_atlases` makes a run's atlas.png and best.png (and PDFs) from its saved PNGs.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import os
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from render.atlas import grid_shape
+from render.atlas import best_order, grid_shape
 from render.errors import UserError
-from render.files import png_bytes, write_atomic
+from render.files import png_bytes, read_png, write_atomic
 
+log = logging.getLogger("render")
 Color = tuple[int, int, int]
 FORMATS = {".png": "PNG", ".pdf": "PDF"}
 
@@ -154,3 +157,45 @@ def save_figure(path: str, image: np.ndarray, dpi: int | None = None) -> None:
     if suffix not in FORMATS:
         raise UserError(f"cannot save a figure as {path}: end the name with .png or .pdf")
     write_atomic(path, figure_bytes(image, FORMATS[suffix], dpi))
+
+
+def write_atlases(job, records: dict) -> None:
+    """atlas.png (every filter in index order) and best.png (highest final loss first)."""
+    indices = sorted(int(k) for k in records)
+    tiles = {}
+    for k in indices:
+        record = records[str(k)]
+        png = read_png(os.path.join(job.out_dir, record["file"])) if record["file"] else None
+        tiles[k] = png[0] if png else None
+    if not any(tile is not None for tile in tiles.values()):
+        log.warning("no filter produced an image: every one is dead; no atlas written")
+        return
+    out = job.output
+    losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
+    rank = {k: records[str(k)].get(out["best_by"]) or 0.0 for k in losses}
+    best = best_order(rank, out["best_n"])
+    for name, order, cols in (
+        ("atlas", indices, out["cols"]),
+        ("best", best, min(out["best_cols"], len(best))),
+    ):
+        labels = tile_labels(order, losses, out["label_kind"]) if out["labels"] else None
+        if labels and job.objective == "class":
+            labels = [
+                f"{label} {records[str(k)]['class_name']}"
+                for label, k in zip(labels, order, strict=True)
+            ]
+        figure = compose_figure(
+            [tiles[k] for k in order],
+            labels,
+            cols,
+            out["margin"],
+            tuple(out["background"]),
+            tuple(out["margin_color"]) if out["margin_color"] else None,
+            out["title"],
+            out["scale"],
+            tuple(out["label_color"]),
+            out["font_size"] or max(10, job.size * out["scale"] // 8),
+        )
+        save_figure(os.path.join(job.out_dir, f"{name}.png"), figure, out["dpi"])
+        if out["pdf"]:
+            save_figure(os.path.join(job.out_dir, f"{name}.pdf"), figure, out["dpi"])

@@ -10,7 +10,9 @@ are nearly silent on gray; natural crops are the yardstick a reader has in mind.
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import time
 
 import jax
 import jax.numpy as jnp
@@ -19,9 +21,11 @@ from PIL import Image
 
 from models.preprocess import caffe_preprocess
 from models.vgg16 import VGG16
+from render.classes import class_name
 from render.errors import UserError
 from render.files import read_png
 
+log = logging.getLogger("render")
 CROP = 128
 SHIPPED_CROPS = os.path.join(os.path.dirname(__file__), "data", "reference_crops.jpg")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -109,3 +113,45 @@ def measure(
             "best_stimulus": bool(strongest[channel] == row),
         }
     return records
+
+
+def measure_job(job, params, records: dict) -> None:
+    """Measure every rendered filter of a job's folder (see measure), logging a summary."""
+    reference = job.metrics.get("reference")
+    crops = reference_crops(os.path.expanduser(reference) if reference else None)
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    model = VGG16(width_divisor=divisor)
+    start = time.perf_counter()
+    measure(job.out_dir, records, params, model, job.layer.name, crops)
+    ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
+    if ok:
+        log.info(
+            "%s: %d of %d images beat every natural crop, %d are their filter's best stimulus "
+            "(measured in %.1f s)",
+            job.layer.name,
+            sum(r["beats_natural"] for r in ok),
+            len(ok),
+            sum(r["best_stimulus"] for r in ok),
+            time.perf_counter() - start,
+        )
+
+
+def measure_classes(job, params, records: dict) -> None:
+    """Each class image's logit and softmax probability, on the PNG read back from disk."""
+    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    model = VGG16(width_divisor=divisor)
+    ok = [k for k, r in records.items() if r["status"] == "ok"]
+    pngs = {k: read_png(os.path.join(job.out_dir, records[k]["file"])) for k in ok}
+    ok = [k for k in ok if pngs[k] is not None]
+    for k in records:
+        records[k]["class_name"] = class_name(int(k))
+    if not ok:
+        return
+    logits = channel_means(params, model, "predictions", np.stack([pngs[k][0] for k in ok]))
+    probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
+    for row, k in enumerate(ok):
+        records[k] |= {
+            "logit": float(logits[row, int(k)]),
+            "probability": float(probabilities[row, int(k)]),
+            "top_class": int(logits[row].argmax()),
+        }

@@ -19,7 +19,6 @@ from models.layers import CONV_LAYERS
 from models.vgg16 import VGG16
 from render import __version__
 from render.ascent import compile_ascent, image_keys
-from render.atlas import best_order
 from render.batching import (
     auto_batch_size,
     default_loop,
@@ -28,12 +27,11 @@ from render.batching import (
     replicate_over_devices,
     split_over_devices,
 )
-from render.classes import class_name
 from render.display import to_uint8
 from render.errors import UserError
-from render.figures import compose_figure, save_figure, tile_labels
+from render.figures import write_atlases
 from render.files import read_json, read_png, write_json, write_png
-from render.metrics import channel_means, measure, reference_crops
+from render.metrics import measure_classes, measure_job
 from render.objectives import for_job
 from render.settings import Job
 from render.styles import build_style
@@ -141,89 +139,6 @@ def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
     return record | {"status": "ok", "file": name}
 
 
-def write_atlases(job: Job, records: dict) -> None:
-    """atlas.png (every filter in index order) and best.png (highest final loss first)."""
-    indices = sorted(int(k) for k in records)
-    tiles = {}
-    for k in indices:
-        record = records[str(k)]
-        png = read_png(os.path.join(job.out_dir, record["file"])) if record["file"] else None
-        tiles[k] = png[0] if png else None
-    if not any(tile is not None for tile in tiles.values()):
-        log.warning("no filter produced an image: every one is dead; no atlas written")
-        return
-    out = job.output
-    losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
-    rank = {k: records[str(k)].get(out["best_by"]) or 0.0 for k in losses}
-    best = best_order(rank, out["best_n"])
-    for name, order, cols in (
-        ("atlas", indices, out["cols"]),
-        ("best", best, min(out["best_cols"], len(best))),
-    ):
-        labels = tile_labels(order, losses, out["label_kind"]) if out["labels"] else None
-        if labels and job.objective == "class":
-            labels = [
-                f"{label} {records[str(k)]['class_name']}"
-                for label, k in zip(labels, order, strict=True)
-            ]
-        figure = compose_figure(
-            [tiles[k] for k in order],
-            labels,
-            cols,
-            out["margin"],
-            tuple(out["background"]),
-            tuple(out["margin_color"]) if out["margin_color"] else None,
-            out["title"],
-            out["scale"],
-            tuple(out["label_color"]),
-            out["font_size"] or max(10, job.size * out["scale"] // 8),
-        )
-        save_figure(os.path.join(job.out_dir, f"{name}.png"), figure, out["dpi"])
-        if out["pdf"]:
-            save_figure(os.path.join(job.out_dir, f"{name}.pdf"), figure, out["dpi"])
-
-
-def _measure(job: Job, params, records: dict) -> None:
-    reference = job.metrics.get("reference")
-    crops = reference_crops(os.path.expanduser(reference) if reference else None)
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    model = VGG16(width_divisor=divisor)
-    start = time.perf_counter()
-    measure(job.out_dir, records, params, model, job.layer.name, crops)
-    ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
-    if ok:
-        log.info(
-            "%s: %d of %d images beat every natural crop, %d are their filter's best stimulus "
-            "(measured in %.1f s)",
-            job.layer.name,
-            sum(r["beats_natural"] for r in ok),
-            len(ok),
-            sum(r["best_stimulus"] for r in ok),
-            time.perf_counter() - start,
-        )
-
-
-def _measure_classes(job: Job, params, records: dict) -> None:
-    """Each class image's logit and softmax probability, on the PNG read back from disk."""
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    model = VGG16(width_divisor=divisor)
-    ok = [k for k, r in records.items() if r["status"] == "ok"]
-    pngs = {k: read_png(os.path.join(job.out_dir, records[k]["file"])) for k in ok}
-    ok = [k for k in ok if pngs[k] is not None]
-    for k in records:
-        records[k]["class_name"] = class_name(int(k))
-    if not ok:
-        return
-    logits = channel_means(params, model, "predictions", np.stack([pngs[k][0] for k in ok]))
-    probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
-    for row, k in enumerate(ok):
-        records[k] |= {
-            "logit": float(logits[row, int(k)]),
-            "probability": float(probabilities[row, int(k)]),
-            "top_class": int(logits[row].argmax()),
-        }
-
-
 def remove_stale_temporaries(folder: str) -> None:
     """Temporary files of a run that was killed mid-write (see files.write_atomic)."""
     for name in os.listdir(folder):
@@ -251,9 +166,9 @@ def render_layer(job: Job, params, settings: dict) -> dict:
         if todo:
             _render(job, params, todo, meta, meta_path, len(done))
         if job.objective == "class":
-            _measure_classes(job, params, records)
+            measure_classes(job, params, records)
         elif job.metrics.get("measure"):
-            _measure(job, params, records)
+            measure_job(job, params, records)
         write_json(meta_path, meta)
         write_atlases(job, records)
         dead = sorted(int(k) for k, r in records.items() if r["status"] == "dead")
