@@ -50,7 +50,7 @@ class Style:
     octaves: int = 1
     octave_scale: float = 1.5
     diversity: int = 1  # images per filter, pushed apart by their feature similarity
-    diversity_weight: float = 1.0
+    diversity_weight: float = 100.0
 
     def octave_plan(self, size: int, steps: int) -> list[tuple[int, int]]:
         """(size, steps) of each octave, smallest first; the last is the requested size."""
@@ -84,7 +84,7 @@ def build_style(cfg: dict, step_size: float) -> Style:
         octaves=cfg.get("octaves", 1),
         octave_scale=cfg.get("octave_scale", 1.5),
         diversity=cfg.get("diversity", 1),
-        diversity_weight=cfg.get("diversity_weight", 1.0),
+        diversity_weight=cfg.get("diversity_weight", 100.0),
     )
 
 
