@@ -59,26 +59,12 @@ def test_real_run_writes_images_metadata_hydra_files_and_resumes(weight_files, t
     assert "filters to render" not in second.stdout
 
 
-def test_multirun_gives_each_layer_its_own_folder(weight_files, tmp_path):
+@pytest.mark.parametrize("launcher", [[], ["hydra/launcher=submitit_local"]])
+def test_multirun_gives_each_layer_its_own_folder(weight_files, tmp_path, launcher):
+    """Hydra's basic launcher, and the SLURM launch path (hydra-submitit-launcher) run locally."""
     result = run_cli(
         "-m",
-        "layer=conv1_1,conv2_1",
-        "filters=0-1",
-        "size=16",
-        "steps=2",
-        f"weights={weight_files['keras_notop']}",
-        f"output.root={tmp_path}",
-        "progress=false",
-    )
-    assert result.returncode == 0, result.stderr
-    assert {"block1_conv1", "block2_conv1"} <= set(os.listdir(tmp_path))
-
-
-def test_submitit_launcher_local_dry_run(weight_files, tmp_path):
-    """The SLURM launch path (hydra-submitit-launcher), run locally as subprocess jobs."""
-    result = run_cli(
-        "-m",
-        "hydra/launcher=submitit_local",
+        *launcher,
         "layer=conv1_1,conv2_1",
         "filters=0-1",
         "size=16",
