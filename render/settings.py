@@ -189,6 +189,19 @@ def weights_file(cfg: DictConfig, need_top: bool = False) -> str | None:
     return os.path.abspath(os.path.expanduser(spec))
 
 
+def inspect_weights(
+    cfg: DictConfig, need_top: bool = False
+) -> tuple[str | None, WeightsInfo | None]:
+    """The weights file (fetched if needed) and its checked shapes; (None, None) for random."""
+    path = weights_file(cfg, need_top)
+    if path is None:
+        return None, None
+    try:
+        return path, load_weights(path, need_top=need_top, read=False)[1]
+    except WeightsError as err:
+        raise UserError(str(err)) from None
+
+
 def make_job(cfg: DictConfig) -> Job:
     """Check every setting; fetch and inspect the weights (shapes only)."""
     layer = _layer(cfg)
@@ -231,17 +244,15 @@ def make_job(cfg: DictConfig) -> Job:
     if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
         raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
     _writable_root(cfg.output.root)
-    path = weights_file(cfg, need_top=is_class)
-    info = None
-    if path is not None:
-        try:
-            info = load_weights(path, need_top=is_class, read=False)[1]
-        except WeightsError as err:
-            raise UserError(str(err)) from None
+    # everything cheap first: a typo must not wait for a download
+    full_width = str(cfg.weights) in ("imagenet", "random")
     if is_class:
         filters = parse_classes(cfg.classes)
-    else:
-        filters = parse_indices(cfg.filters, layer.channels // (info.width_divisor if info else 1))
+    elif full_width:
+        filters = parse_indices(cfg.filters, layer.channels)
+    path, info = inspect_weights(cfg, need_top=is_class)
+    if not is_class and not full_width:
+        filters = parse_indices(cfg.filters, layer.channels // info.width_divisor)
     return Job(
         layer=layer,
         filters=filters,
@@ -294,14 +305,9 @@ def make_dream_job(cfg: DictConfig) -> DreamJob:
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     _writable_root(cfg.output.root)
-    path = weights_file(cfg)
-    info = None
-    if path is not None:
-        try:
-            info = load_weights(path, read=False)[1]
-        except WeightsError as err:
-            raise UserError(str(err)) from None
     check_settings(settings)
+    objective_terms(settings)  # names and full-width filter ranges, before any download
+    path, info = inspect_weights(cfg)
     objective_terms(settings, info.width_divisor if info else 1)
     out_dir = os.path.join(cfg.output.root, run_dir(cfg))
     return DreamJob(settings, photos, path, info, cfg.precision, max_side, out_dir)
