@@ -140,7 +140,7 @@ def compile_ascent(
     """
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
-    donate = (1,) if jax.default_backend() != "cpu" else ()  # CPU cannot reuse donated buffers
+    donate = (1,)  # the image state: its buffers are reused for the next step's
     step = make_step(objective, style, features)
     par = style.parameterization
     start = time.perf_counter()
