@@ -120,6 +120,17 @@ class Ascent:
     run: Callable
     compile_seconds: float
     loop: str
+    memory_bytes: int  # the largest compiled program's peak device memory, by XLA's analysis
+
+
+def peak_bytes(compiled) -> int:
+    """Device memory a compiled program needs at its peak (arguments, outputs, temporaries)."""
+    stats = compiled.memory_analysis()
+    if stats is None:  # a backend without the analysis
+        return 0
+    peak = getattr(stats, "peak_memory_in_bytes", 0)
+    sizes = ("argument", "output", "temp", "generated_code")
+    return peak or sum(getattr(stats, f"{size}_size_in_bytes", 0) for size in sizes)
 
 
 def compile_ascent(
@@ -152,12 +163,13 @@ def compile_ascent(
     # compiled ahead of time on concrete examples, so the programs take the inputs' shardings
     init = jax.jit(lambda keys: par.init(keys, plan[0][0])).lower(keys).compile()
     param = init(keys)
-    stages = []
+    stages, programs = [], []
     for octave, (_, octave_steps) in enumerate(plan):
         begin = jax.jit(fresh).lower(param).compile()
         if loop == "python":
             one = jax.jit(step, donate_argnums=donate)
             one = one.lower(params, begin(param), targets, keys, 0).compile()
+            programs.append(one)
 
             def run_octave(params, param, targets, keys, one=one, begin=begin, n=octave_steps):
                 state, first = one(params, begin(param), targets, keys, 0)
@@ -175,6 +187,7 @@ def compile_ascent(
 
             run_octave = jax.jit(all_steps, donate_argnums=donate)
             run_octave = run_octave.lower(params, param, targets, keys).compile()
+            programs.append(run_octave)
         resize = None
         if octave + 1 < len(plan):
             next_size = plan[octave + 1][0]
@@ -201,4 +214,4 @@ def compile_ascent(
         images = final_images(param)
         return images, first, final_loss(params, images, targets)
 
-    return Ascent(run, compile_seconds, loop)
+    return Ascent(run, compile_seconds, loop, max(map(peak_bytes, programs)))

@@ -12,6 +12,7 @@ this renderer computes: only min(batch, channels) channels of the target layer.
 from __future__ import annotations
 
 import argparse
+import itertools
 import resource
 import statistics
 import sys
@@ -23,9 +24,10 @@ import numpy as np
 
 from models.layers import CONV_LAYERS, Layer, get_layer, output_size
 from models.vgg16 import PRECISIONS, VGG16
-from render.ascent import compile_ascent, image_keys
+from render.ascent import Ascent, compile_ascent, image_keys
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.errors import UserError
+from render.files import write_json
 from render.model_io import load_params
 from render.objectives import channel_mean
 from render.styles import build_style
@@ -48,8 +50,11 @@ def step_flops(layer: Layer, size: int, target_channels: int | None = None) -> f
     return 2 * conv_flops(layer, size, target_channels)
 
 
-def matmul_ceiling(n: int = 4096, repeats: int = 5, precision: str = "fp32") -> float:
-    """Best n x n matmul rate of the default device at `precision`, in GFLOP/s."""
+def matmul_ceiling(precision: str = "fp32") -> float:
+    """Best square matmul rate of the default device at `precision`, in GFLOP/s (4096 on CPU,
+    8192 on accelerators, where a smaller one is mostly launch overhead)."""
+    on_cpu = jax.default_backend() == "cpu"
+    n, repeats = (4096, 5) if on_cpu else (8192, 20)
     dtype, lax_precision = PRECISIONS[precision]
     a = jnp.asarray(np.random.default_rng(0).standard_normal((n, n), np.float32), dtype)
     dot = jax.jit(
@@ -66,12 +71,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def peak_memory_mb() -> float:
-    device = jax.local_devices()[0]
-    stats = device.memory_stats() if device.platform != "cpu" else None
-    if stats and "peak_bytes_in_use" in stats:
-        return stats["peak_bytes_in_use"] / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # host process peak
+def peak_memory_mb(ascent: Ascent) -> float:
+    """On accelerators, the largest compiled program's peak (XLA's buffer analysis); on CPU,
+    where that analysis leaves temporaries out, the process's peak resident memory."""
+    if jax.default_backend() != "cpu" and ascent.memory_bytes:
+        return ascent.memory_bytes / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_layer(
@@ -118,7 +123,7 @@ def bench_layer(
         "nominal_gflops": nominal,
         "executed_gflops": executed,
         "compile_s": ascent.compile_seconds,
-        "peak_memory_mb": peak_memory_mb(),
+        "peak_memory_mb": peak_memory_mb(ascent),
     }
 
 
@@ -145,7 +150,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", default="auto", help="auto or comma-separated sizes")
     parser.add_argument("--loop", default="auto", help="auto, python, device, or both")
-    parser.add_argument("--precision", default="fp32", help="fp32, tf32 or bf16")
+    parser.add_argument(
+        "--precision", default="fp32", help="fp32, tf32, bf16, or several comma-separated"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
@@ -156,63 +163,64 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"render.bench: error: {err}")
     if args.filters != "all" and not args.filters.isdigit():
         sys.exit(f"render.bench: error: --filters {args.filters}: use a number or all")
+    precisions = args.precision.split(",")
+    for precision in precisions:
+        if precision not in PRECISIONS:
+            sys.exit(
+                f"render.bench: error: --precision {precision}: use one of {', '.join(PRECISIONS)}"
+            )
     try:
         params = load_params(None if args.weights == "random" else args.weights)
     except UserError as err:
         sys.exit(f"render.bench: error: {err}")
-    ceiling = matmul_ceiling(precision=args.precision)
     device = jax.local_devices()[0]
     print(
         f"device: {device.device_kind} ({jax.default_backend()}, {jax.local_device_count()} "
-        f"local), jax {jax.__version__}; {args.precision} matmul ceiling {ceiling:.0f} GFLOP/s"
-    )
-    print(
-        f"{'layer':<14}{'batch':>6}{'loop':>8}{'filters/s':>11}{'GFLOP/s nominal':>17}"
-        f"{'of ceiling':>12}{'executed':>10}{'compile s':>11}{'peak MB':>9}"
+        f"local), jax {jax.__version__}, {args.size} px, {args.steps} steps",
+        flush=True,
     )
     batches = [None] if args.batch == "auto" else [int(b) for b in args.batch.split(",")]
     loops = ["python", "device"] if args.loop == "both" else args.loop.split(",")
     results = []
-    for layer in layers:
-        for batch in batches:
-            for loop in loops:
-                filters = layer.channels if args.filters == "all" else int(args.filters)
-                r = bench_layer(
-                    params,
-                    layer,
-                    filters,
-                    args.size,
-                    args.steps,
-                    batch,
-                    loop,
-                    args.repeats,
-                    args.precision,
-                )
-                r |= {
-                    "ceiling_gflops": ceiling,
-                    "fraction_of_ceiling": r["nominal_gflops"] / ceiling,
-                    "device": device.device_kind,
-                    "jax": jax.__version__,
-                }
-                results.append(r)
-                print(
-                    f"{r['layer']:<14}{r['batch']:>6}{r['loop']:>8}{r['filters_per_s']:>11.3f}"
-                    f"{r['nominal_gflops']:>17.1f}{r['fraction_of_ceiling']:>12.2f}"
-                    f"{r['executed_gflops']:>10.1f}{r['compile_s']:>11.2f}"
-                    f"{r['peak_memory_mb']:>9.0f}",
-                    flush=True,
-                )
-    seconds = sum(r["filters"] / r["filters_per_s"] for r in results)
-    flops = sum(r["nominal_gflops"] * r["filters"] / r["filters_per_s"] for r in results)
-    print(
-        f"total: {sum(r['filters'] for r in results)} filters in {seconds:.2f} s of rendering "
-        f"after compilation, {flops / seconds / 1e3:.2f} TFLOP/s nominal "
-        f"({flops / seconds / ceiling:.2f} of the {args.precision} matmul ceiling)"
-    )
-    if args.json:
-        from render.files import write_json
-
-        write_json(args.json, results)
+    for precision in precisions:
+        ceiling = matmul_ceiling(precision)
+        print(f"{precision}: matmul ceiling {ceiling:.0f} GFLOP/s")
+        print(
+            f"{'layer':<14}{'batch':>6}{'loop':>8}{'filters/s':>11}{'GFLOP/s nominal':>17}"
+            f"{'of ceiling':>12}{'executed':>10}{'compile s':>11}{'peak MB':>9}"
+        )
+        rows = []
+        for layer, batch, loop in itertools.product(layers, batches, loops):
+            filters = layer.channels if args.filters == "all" else int(args.filters)
+            r = bench_layer(
+                params, layer, filters, args.size, args.steps, batch, loop, args.repeats, precision
+            )
+            r |= {
+                "ceiling_gflops": ceiling,
+                "fraction_of_ceiling": r["nominal_gflops"] / ceiling,
+                "device": device.device_kind,
+                "jax": jax.__version__,
+            }
+            rows.append(r)
+            print(
+                f"{r['layer']:<14}{r['batch']:>6}{r['loop']:>8}{r['filters_per_s']:>11.3f}"
+                f"{r['nominal_gflops']:>17.1f}{r['fraction_of_ceiling']:>12.2f}"
+                f"{r['executed_gflops']:>10.1f}{r['compile_s']:>11.2f}"
+                f"{r['peak_memory_mb']:>9.0f}",
+                flush=True,
+            )
+            if args.json:  # after every row, so a run cut short keeps what it measured
+                write_json(args.json, results + rows)
+        results += rows
+        seconds = sum(r["filters"] / r["filters_per_s"] for r in rows)
+        flops = sum(r["nominal_gflops"] * r["filters"] / r["filters_per_s"] for r in rows)
+        print(
+            f"total {precision}: {sum(r['filters'] for r in rows)} filters in {seconds:.2f} s of "
+            f"rendering after compilation, {flops / seconds / 1e3:.2f} TFLOP/s nominal "
+            f"({flops / seconds / ceiling:.2f} of the {precision} matmul ceiling), compile "
+            f"{sum(r['compile_s'] for r in rows):.1f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

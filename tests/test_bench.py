@@ -31,14 +31,83 @@ def test_benchmark_prints_and_writes_json(tmp_path, capsys):
             "1",
             "--batch",
             "2",
+            "--precision",
+            "fp32,bf16",
             "--json",
             str(out),
         ]
     )
     printed = capsys.readouterr().out
-    assert "matmul ceiling" in printed and "total: 6 filters" in printed
+    assert "fp32: matmul ceiling" in printed and "bf16: matmul ceiling" in printed
+    assert "total fp32: 6 filters" in printed and "total bf16: 6 filters" in printed
     rows = json.loads(out.read_text())
-    assert [r["layer"] for r in rows] == ["block1_conv1", "block2_conv1"]
+    assert [(r["layer"], r["precision"]) for r in rows] == [
+        ("block1_conv1", "fp32"),
+        ("block2_conv1", "fp32"),
+        ("block1_conv1", "bf16"),
+        ("block2_conv1", "bf16"),
+    ]
     for r in rows:
         assert r["batch"] == 2 and r["loop"] == "python" and r["filters_per_s"] > 0
         assert r["fraction_of_ceiling"] == pytest.approx(r["nominal_gflops"] / r["ceiling_gflops"])
+
+
+def test_benchmark_rejects_an_unknown_precision_in_one_line():
+    with pytest.raises(SystemExit) as exit:
+        main(["--precision", "fp32,fp16"])
+    assert str(exit.value) == "render.bench: error: --precision fp16: use one of fp32, tf32, bf16"
+
+
+def test_device_check_compares_each_precision_with_cpu_fp32(capsys, monkeypatch):
+    from render import devicecheck
+
+    argv = ["--layers", "block1_conv2,conv2_1", "--size", "16", "--filters", "2"]
+    with pytest.raises(SystemExit) as exit:
+        devicecheck.main([*argv, "--precision", "fp32,bf16"])
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert exit.value.code == 0
+    assert [row[:2] for row in rows] == [
+        ["block1_conv2", "fp32"],
+        ["block1_conv2", "bf16"],
+        ["block2_conv1", "fp32"],
+        ["block2_conv1", "bf16"],
+    ]
+    for _, precision, value_error, grad_error, _, verdict in rows:
+        # here the device is the CPU itself: fp32 is the reference, bf16 only rounds
+        expected_zero = precision == "fp32"
+        assert (float(value_error) == 0) == expected_zero and (
+            float(grad_error) == 0
+        ) == expected_zero
+        assert verdict == "ok"
+    monkeypatch.setitem(devicecheck.LIMITS, "bf16", 1e-6)
+    with pytest.raises(SystemExit) as exit:
+        devicecheck.main([*argv, "--precision", "bf16"])
+    assert exit.value.code == 1 and "OVER THE LIMIT" in capsys.readouterr().out
+
+
+def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
+    """The prepared GPU script, shrunk to seconds on the CPU: the files it brings back."""
+    import os
+    import subprocess
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = os.environ | {"LAYERS": "block1_conv1", "FILTERS": "2", "SIZE": "16", "STEPS": "2"}
+    out = tmp_path / "out"
+    result = subprocess.run(
+        ["bash", "render/gpu_check.sh", str(out)], cwd=repo, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "bench-bf16.json",
+        "bench-fp32.json",
+        "bench-tf32.json",
+        "conv5_2_atlas.png",
+        "log.txt",
+    ]
+    for precision in ("bf16", "tf32", "fp32"):
+        rows = json.loads((out / f"bench-{precision}.json").read_text())
+        assert [(r["layer"], r["precision"], r["filters"]) for r in rows] == [
+            ("block1_conv1", precision, 2)
+        ]
+        assert f"== bench-{precision}: exit 0" in result.stdout
+    assert "== render: exit 0" in result.stdout and "== devicecheck: exit" in result.stdout
