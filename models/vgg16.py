@@ -134,6 +134,10 @@ class Conv3x3(nn.Module):
             wide = x.shape[-1] >= BF16_MATMUL_MIN_CHANNELS
             if self.precision == "bf16" and wide and jax.default_backend() == "cpu":
                 return conv3x3_bf16_matmul(x, kernel)
+            # A bf16 result, not preferred_element_type=fp32: XLA upcasts the operands of a
+            # mixed-type convolution to fp32 (operand_upcaster), which on a GPU would run it
+            # at fp32/tf32 speed; a bf16 convolution runs on the tensor cores and still
+            # accumulates in fp32 (cuDNN's bf16 mode). Everything after it is fp32.
             return lax.conv_general_dilated(
                 x.astype(dtype),
                 kernel.astype(dtype),
@@ -141,8 +145,7 @@ class Conv3x3(nn.Module):
                 padding="SAME",
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 precision=precision,
-                preferred_element_type=jnp.float32,
-            )
+            ).astype(jnp.float32)
 
         if channels is not None:
             return _relu(per_image_channel(linear, x, kernel, bias, channels), redirect)

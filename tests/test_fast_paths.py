@@ -132,3 +132,24 @@ def test_bf16_model_uses_the_matmul_path_on_wide_layers():
     a = model32.apply(params, x, upto="block3_conv2")
     b = model16.apply(params, x, upto="block3_conv2")
     assert float(jnp.abs(a - b).max() / jnp.abs(a).max()) < 0.03
+
+
+def test_bf16_convolutions_are_bf16_throughout_forward_and_backward():
+    """A bf16 x bf16 -> fp32 convolution would be upcast to fp32 by XLA (fp32/tf32 speed on a
+    GPU); every lax.conv of the bf16 model, input gradient included, must be bf16 -> bf16."""
+    import re
+
+    x = jnp.ones((2, 16, 16, 3))
+    model = VGG16(precision="bf16", width_divisor=16)
+    params = model.init(jax.random.key(0), x, upto="block2_conv1")
+    targets = jnp.asarray([0, 3], jnp.int32)
+
+    def loss(x):
+        return model.apply(params, x, upto="block2_conv1", channels=targets).sum()
+
+    text = jax.jit(jax.grad(loss)).lower(x).as_text()
+    convolutions = [line for line in text.splitlines() if "stablehlo.convolution" in line]
+    signatures = [re.search(r": \((.*)\) -> (tensor<.*>)", line).groups() for line in convolutions]
+    assert len(signatures) == 6  # 3 forward, 3 input gradients
+    for operands, result in signatures:
+        assert operands.count("xbf16>") == 2 and result.endswith("xbf16>"), (operands, result)
