@@ -5,21 +5,23 @@
 #
 # 1. versions and the card; 2. numerics of fp32/tf32/bf16 on the GPU against the CPU's fp32
 # (python -m render.devicecheck); 3. the whole network (4,224 filters, 128 px, 20 steps) at
-# bf16, then tf32; 4. a real `python -m render` run (block5_conv2, 64 filters, atlas copied out);
-# 5. the whole network at fp32 in the time left. Stages run in order of importance, each under
-# its own timeout. OUT_FOLDER receives five files (the device tool brings back at most eight):
-# log.txt, bench-{bf16,tf32,fp32}.json (written after every layer) and conv5_2_atlas.png.
+# bf16, then tf32; 4. the strategy behind loop=auto and batch=auto, measured: block3_conv3 with
+# the loop in Python or on the device, batches of 64 and 256; 5. a real `python -m render` run
+# (block5_conv2, 64 filters, atlas copied out); 6. the whole network at fp32 in the time left.
+# Stages run in order of importance, each under its own timeout. OUT_FOLDER receives six files
+# (the device tool brings back at most eight): log.txt, bench-{bf16,tf32,strategy,fp32}.json
+# (written after every layer) and conv5_2_atlas.png.
 #
 # Inputs it looks for: .whl/*.whl (hydra-core, omegaconf, antlr4, pooch, platformdirs for a
 # machine without them), .weights/vgg16_notop.h5 (real weights; random ones otherwise: same
-# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 420) shrink it for a dry run.
+# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 480) shrink it for a dry run.
 set -u
 out=${1:?usage: bash render/gpu_check.sh OUT_FOLDER}
 mkdir -p "$out"
 log=$out/log.txt summary=$(mktemp) run_root=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 layers=${LAYERS:-all} filters=${FILTERS:-all} size=${SIZE:-128} steps=${STEPS:-20}
-deadline=$((SECONDS + ${BUDGET_S:-420}))
+deadline=$((SECONDS + ${BUDGET_S:-480}))
 python=$(command -v python3 || command -v python)
 
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -57,6 +59,9 @@ bench=("$python" -m render.bench --weights "$weights" --layers "$layers" --filte
 stage devicecheck 90 "$python" -m render.devicecheck --weights "$weights"
 stage bench-bf16 120 "${bench[@]}" --precision bf16 --json "$out/bench-bf16.json"
 stage bench-tf32 120 "${bench[@]}" --precision tf32 --json "$out/bench-tf32.json"
+stage bench-strategy 75 "$python" -m render.bench --weights "$weights" --layers block3_conv3 \
+    --filters "$filters" --size "$size" --steps "$steps" --repeats 1 --precision bf16 \
+    --loop python,device --batch 64,256 --json "$out/bench-strategy.json"
 stage render 75 "$python" -m render "weights=$weights" layer=conv5_2 filters=0-63 \
     "size=$size" "steps=$steps" "output.root=$run_root" progress=false
 atlas=$(find "$run_root" -name atlas.png | head -1)

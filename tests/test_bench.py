@@ -100,6 +100,7 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "bench-bf16.json",
         "bench-fp32.json",
+        "bench-strategy.json",
         "bench-tf32.json",
         "conv5_2_atlas.png",
         "log.txt",
@@ -110,4 +111,11 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
             ("block1_conv1", precision, 2)
         ]
         assert f"== bench-{precision}: exit 0" in result.stdout
+    strategies = json.loads((out / "bench-strategy.json").read_text())
+    assert [(r["loop"], r["precision"]) for r in strategies] == [
+        ("python", "bf16"),
+        ("device", "bf16"),
+        ("python", "bf16"),
+        ("device", "bf16"),
+    ]
     assert "== render: exit 0" in result.stdout and "== devicecheck: exit" in result.stdout
