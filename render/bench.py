@@ -24,7 +24,7 @@ import numpy as np
 
 from models.layers import CONV_LAYERS, Layer, get_layer, output_size
 from models.vgg16 import PRECISIONS, VGG16
-from render.ascent import Ascent, compile_ascent, image_keys
+from render.ascent import LOOPS, Ascent, compile_ascent, image_keys
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.errors import UserError
 from render.files import write_json
@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", default="auto", help="auto or comma-separated sizes")
-    parser.add_argument("--loop", default="auto", help="auto, python, device, or both")
+    parser.add_argument(
+        "--loop", default="auto", help="auto, python, device, or both (comma-separated)"
+    )
     parser.add_argument(
         "--precision", default="fp32", help="fp32, tf32, bf16, or several comma-separated"
     )
@@ -164,11 +166,19 @@ def main(argv: list[str] | None = None) -> None:
     if args.filters != "all" and not args.filters.isdigit():
         sys.exit(f"render.bench: error: --filters {args.filters}: use a number or all")
     precisions = args.precision.split(",")
-    for precision in precisions:
-        if precision not in PRECISIONS:
-            sys.exit(
-                f"render.bench: error: --precision {precision}: use one of {', '.join(PRECISIONS)}"
-            )
+    loops = [one for v in args.loop.split(",") for one in (LOOPS if v == "both" else [v])]
+    for option, values, allowed in (
+        ("--precision", precisions, tuple(PRECISIONS)),
+        ("--loop", loops, ("auto", *LOOPS)),
+    ):
+        for value in values:
+            if value not in allowed:
+                sys.exit(f"render.bench: error: {option} {value}: use one of {', '.join(allowed)}")
+    batches = [None] if args.batch == "auto" else args.batch.split(",")
+    for value in batches:
+        if value is not None and not (value.isdigit() and int(value) > 0):
+            sys.exit(f"render.bench: error: --batch {value}: use auto or positive whole numbers")
+    batches = [None if value is None else int(value) for value in batches]
     try:
         params = load_params(None if args.weights == "random" else args.weights)
     except UserError as err:
@@ -179,8 +189,6 @@ def main(argv: list[str] | None = None) -> None:
         f"local), jax {jax.__version__}, {args.size} px, {args.steps} steps",
         flush=True,
     )
-    batches = [None] if args.batch == "auto" else [int(b) for b in args.batch.split(",")]
-    loops = ["python", "device"] if args.loop == "both" else args.loop.split(",")
     results = []
     for precision in precisions:
         ceiling = matmul_ceiling(precision)

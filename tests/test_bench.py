@@ -119,3 +119,17 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
         ("device", "bf16"),
     ]
     assert "== render: exit 0" in result.stdout and "== devicecheck: exit" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loop", "gpu"], "--loop gpu: use one of auto, python, device"),
+        (["--batch", "4,0"], "--batch 0: use auto or positive whole numbers"),
+        (["--layers", "conv9_1"], "conv9_1"),
+    ],
+)
+def test_benchmark_rejects_bad_options_in_one_line(args, message):
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    assert str(exit.value).startswith("render.bench: error: ") and message in str(exit.value)
