@@ -14,14 +14,14 @@
 #
 # Inputs it looks for: .whl/*.whl (hydra-core, omegaconf, antlr4, pooch, platformdirs for a
 # machine without them), .weights/vgg16_notop.h5 (real weights; random ones otherwise: same
-# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 480) shrink it for a dry run.
+# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 560) shrink it for a dry run.
 set -u
 out=${1:?usage: bash render/gpu_check.sh OUT_FOLDER}
 mkdir -p "$out"
 log=$out/log.txt summary=$(mktemp) run_root=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 layers=${LAYERS:-all} filters=${FILTERS:-all} size=${SIZE:-128} steps=${STEPS:-20}
-deadline=$((SECONDS + ${BUDGET_S:-480}))
+deadline=$((SECONDS + ${BUDGET_S:-560}))
 python=$(command -v python3 || command -v python)
 
 if compgen -G ".whl/*.whl" >/dev/null; then
@@ -56,13 +56,13 @@ stage() {  # stage NAME SECONDS COMMAND...: run under a timeout no later than th
 
 bench=("$python" -m render.bench --weights "$weights" --layers "$layers" --filters "$filters"
     --size "$size" --steps "$steps" --repeats 1)
-stage devicecheck 90 "$python" -m render.devicecheck --weights "$weights"
-stage bench-bf16 120 "${bench[@]}" --precision bf16 --json "$out/bench-bf16.json"
-stage bench-tf32 120 "${bench[@]}" --precision tf32 --json "$out/bench-tf32.json"
-stage bench-strategy 75 "$python" -m render.bench --weights "$weights" --layers block3_conv3 \
+stage devicecheck 75 "$python" -m render.devicecheck --weights "$weights"
+stage bench-bf16 240 "${bench[@]}" --precision bf16 --json "$out/bench-bf16.json"
+stage bench-tf32 180 "${bench[@]}" --precision tf32 --json "$out/bench-tf32.json"
+stage bench-strategy 60 "$python" -m render.bench --weights "$weights" --layers block3_conv3 \
     --filters "$filters" --size "$size" --steps "$steps" --repeats 1 --precision bf16 \
     --loop python,device --batch 64,256 --json "$out/bench-strategy.json"
-stage render 75 "$python" -m render "weights=$weights" layer=conv5_2 filters=0-63 \
+stage render 60 "$python" -m render "weights=$weights" layer=conv5_2 filters=0-63 \
     "size=$size" "steps=$steps" "output.root=$run_root" progress=false
 atlas=$(find "$run_root" -name atlas.png | head -1)
 [ -n "$atlas" ] && cp "$atlas" "$out/conv5_2_atlas.png"
