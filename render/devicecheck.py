@@ -33,7 +33,9 @@ from render.objectives import channel_mean
 LIMITS = {"fp32": 1e-3, "tf32": 1e-1, "bf16": 2e-1}
 
 
-def value_and_input_gradient(params, layer: str, precision: str, images, targets):
+def value_and_input_gradient(
+    params: dict, layer: str, precision: str, images: jax.Array, targets: jax.Array
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-image objective and its gradient with respect to the images, on the inputs' device."""
     objective = channel_mean(VGG16(precision=precision), layer)
 
@@ -50,7 +52,9 @@ def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
     return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
 
 
-def check(params, layers: list[str], precisions: list[str], size: int, filters: int) -> list:
+def check(
+    params: dict, layers: list[str], precisions: list[str], size: int, filters: int
+) -> list[tuple[str, str, float, float, float]]:
     """Rows of (layer, precision, objective error, gradient error, limit)."""
     cpu = jax.devices("cpu")[0]
     rng = np.random.default_rng(0)
