@@ -100,6 +100,12 @@ def main(argv: list[str] | None = None) -> None:
         params = load_params(None if args.weights == "random" else args.weights)
     except (ValueError, UserError) as err:
         sys.exit(f"render.devicecheck: error: {err}")
+    try:
+        jax.devices("cpu")
+    except RuntimeError:
+        sys.exit(
+            "render.devicecheck: error: no CPU backend for the reference: add cpu to JAX_PLATFORMS"
+        )
     device = jax.local_devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), reference: cpu fp32")
     print(f"{'layer':<14}{'precision':>10}{'objective':>11}{'gradient':>11}{'limit':>8}")

@@ -133,3 +133,19 @@ def test_benchmark_rejects_bad_options_in_one_line(args, message):
     with pytest.raises(SystemExit) as exit:
         main(args)
     assert str(exit.value).startswith("render.bench: error: ") and message in str(exit.value)
+
+
+def test_device_check_without_a_cpu_backend_says_how_to_get_one(monkeypatch):
+    import jax
+
+    from render import devicecheck
+
+    def no_cpu(backend=None):
+        raise RuntimeError("Unknown backend cpu")
+
+    monkeypatch.setattr(jax, "devices", no_cpu)
+    with pytest.raises(SystemExit) as exit:
+        devicecheck.main(["--layers", "conv1_1"])
+    assert str(exit.value) == (
+        "render.devicecheck: error: no CPU backend for the reference: add cpu to JAX_PLATFORMS"
+    )
