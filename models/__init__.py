@@ -1,8 +1,8 @@
 """VGG16: the layer table, the Flax model, the input convention and the weight loaders."""
 
-from models.layers import CONV_LAYERS, LAYERS, Layer, get_layer, output_size
-from models.preprocess import caffe_deprocess, caffe_preprocess
-from models.vgg16 import VGG16
+from render.models.layers import CONV_LAYERS, LAYERS, Layer, get_layer, output_size
+from render.models.preprocess import caffe_deprocess, caffe_preprocess
+from render.models.vgg import VGG16
 
 __all__ = [
     "CONV_LAYERS",

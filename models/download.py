@@ -12,7 +12,7 @@ import os
 import pooch
 import requests
 
-from models.weights import WeightsError
+from render.models.weights import WeightsError
 
 BASE_URL = "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
 KERAS_FILES = {  # need_top -> (file name, md5)

@@ -1,78 +1,95 @@
-"""The one table of VGG16 layers: every name, alias, width and stride comes from here."""
+"""The VGG layer tables (VGG16, VGG19): every name, alias, width and stride comes from here."""
 
 from __future__ import annotations
 
 import difflib
-from dataclasses import dataclass
+
+from render.models.network import Layer, UnknownLayerError, receptive_fields
+
+VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
+TOP_INPUT_SIZE = 224  # the fully connected top needs a 7x7 map after five poolings
+TOP_SIDE = 7
+NUM_CLASSES = 1000
 
 
-@dataclass(frozen=True)
-class Layer:
-    name: str  # Keras name, e.g. block3_conv2
-    alias: str | None  # 2016 post name, e.g. conv3_2
-    kind: str  # "conv" or "dense"
-    in_channels: int  # at full width
-    channels: int  # at full width
-    stride: int  # input pixels per output pixel; 0 for dense layers (no spatial map)
-
-    @property
-    def index(self) -> int:
-        return LAYER_NAMES.index(self.name)
-
-
-_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
-
-
-def _build_table() -> tuple[Layer, ...]:
-    table, in_channels = [], 3
-    for b, (width, repeats) in enumerate(_BLOCKS, start=1):
+def vgg_table(blocks: tuple[tuple[int, int], ...]) -> tuple[Layer, ...]:
+    """Conv layers block{b}_conv{c} (aliases conv{b}_{c}), then fc1, fc2 and predictions."""
+    kernels, names = [], []
+    for b, (_, repeats) in enumerate(blocks, start=1):
+        if b > 1:
+            kernels.append((2, 2, "valid"))  # the pooling before each block but the first
+            names.append(None)
         for c in range(1, repeats + 1):
-            name, alias = f"block{b}_conv{c}", f"conv{b}_{c}"
-            table.append(Layer(name, alias, "conv", in_channels, width, 2 ** (b - 1)))
+            kernels.append((3, 1, "same"))
+            names.append((b, c))
+    fields = [f for f, n in zip(receptive_fields(kernels), names, strict=True) if n]
+    table, in_channels = [], 3
+    for b, (width, repeats) in enumerate(blocks, start=1):
+        for c in range(1, repeats + 1):
+            stride, field, start = fields[len(table)]
+            table.append(
+                Layer(
+                    name=f"block{b}_conv{c}",
+                    kind="conv",
+                    channels=width,
+                    index=len(table),
+                    alias=f"conv{b}_{c}",
+                    stride=stride,
+                    field=field,
+                    start=start,
+                    in_channels=in_channels,
+                )
+            )
             in_channels = width
-    table.append(Layer("fc1", None, "dense", 7 * 7 * 512, 4096, 0))
-    table.append(Layer("fc2", None, "dense", 4096, 4096, 0))
-    table.append(Layer("predictions", None, "dense", 4096, 1000, 0))
+    flat = TOP_SIDE * TOP_SIDE * in_channels
+    top = (("fc1", 4096, flat), ("fc2", 4096, 4096), ("predictions", NUM_CLASSES, 4096))
+    for name, width, fan_in in top:
+        table.append(Layer(name, "dense", width, len(table), None, 0, 0, 0.0, True, fan_in))
     return tuple(table)
 
 
-LAYERS: tuple[Layer, ...] = _build_table()
+LAYERS: tuple[Layer, ...] = vgg_table(VGG16_BLOCKS)  # VGG16's
 LAYER_NAMES: tuple[str, ...] = tuple(layer.name for layer in LAYERS)
 CONV_LAYERS: tuple[Layer, ...] = tuple(layer for layer in LAYERS if layer.kind == "conv")
 DENSE_LAYERS: tuple[Layer, ...] = tuple(layer for layer in LAYERS if layer.kind == "dense")
-TOP_INPUT_SIZE = 224  # the fully connected top needs a 7x7 map after five poolings
-NUM_CLASSES = 1000
-_BY_NAME = {layer.name: layer for layer in LAYERS} | {
-    layer.alias: layer for layer in LAYERS if layer.alias
-}
 
 
-class UnknownLayerError(ValueError):
-    pass
-
-
-def get_layer(name: str) -> Layer:
-    """Look a layer up by Keras name or 2016 alias; unknown names suggest the nearest ones."""
+def lookup(table: tuple[Layer, ...], name: str, network: str = "VGG16") -> Layer:
+    """A layer of a VGG table by Keras name or 2016 alias; unknown names suggest the nearest."""
     key = str(name).strip()
-    if key in _BY_NAME:
-        return _BY_NAME[key]
-    near = difflib.get_close_matches(key, list(_BY_NAME), n=3, cutoff=0.5)
+    for layer in table:
+        if key in (layer.name, layer.alias):
+            return layer
+    names = [layer.name for layer in table] + [layer.alias for layer in table if layer.alias]
+    near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(near)}? " if near else ""
+    convs = [layer for layer in table if layer.kind == "conv"]
     raise UnknownLayerError(
-        f"unknown layer '{key}': {hint}valid layers are block1_conv1..block5_conv3 "
-        "(aliases conv1_1..conv5_3), fc1, fc2, predictions"
+        f"unknown layer '{key}': {hint}valid layers are {convs[0].name}..{convs[-1].name} "
+        f"(aliases {convs[0].alias}..{convs[-1].alias}), fc1, fc2, predictions"
     )
 
 
-def get_conv_layer(name: str, purpose: str) -> Layer:
-    """Like get_layer, for uses that need a spatial map: a dense layer is an error too."""
-    layer = get_layer(name)
+def get_layer(name: str) -> Layer:
+    """A VGG16 layer by Keras name or 2016 alias."""
+    return lookup(LAYERS, name)
+
+
+def conv_layer(table: tuple[Layer, ...], name: str, purpose: str) -> Layer:
+    """Like lookup, for uses that need a spatial map: a dense layer is an error too."""
+    layer = lookup(table, name)
     if layer.kind != "conv":
+        convs = [item for item in table if item.kind == "conv"]
         raise UnknownLayerError(
             f"layer {layer.name} is fully connected: {purpose} takes a conv layer "
-            "(block1_conv1..block5_conv3)"
+            f"({convs[0].name}..{convs[-1].name})"
         )
     return layer
+
+
+def get_conv_layer(name: str, purpose: str) -> Layer:
+    return conv_layer(LAYERS, name, purpose)
 
 
 def output_size(layer: Layer, image_size: int) -> int:

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.layers import CONV_LAYERS, DENSE_LAYERS, LAYER_NAMES, NUM_CLASSES, TOP_INPUT_SIZE
-from models.vgg16 import VGG16
+from render.models.layers import CONV_LAYERS, DENSE_LAYERS, LAYER_NAMES, NUM_CLASSES, TOP_INPUT_SIZE
+from render.models.vgg import VGG16
 
 TOP_SIDE = 7  # the map fc1 flattens: 224 px after five 2x2 poolings
 

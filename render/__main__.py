@@ -55,8 +55,8 @@ def task(cfg: DictConfig) -> None:
 
 def dream_photos(job, params) -> int:
     """Dream every photo of the job; returns how many failed (each said in one line)."""
-    from models.vgg16 import VGG16
     from render.dream import dream_files
+    from render.models.vgg import VGG16
 
     divisor = job.weights_info.width_divisor if job.weights_info else 1
     model = VGG16(width_divisor=divisor, precision=job.precision)

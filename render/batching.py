@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from models.layers import CONV_LAYERS, Layer, output_size
+from render.models.layers import CONV_LAYERS, Layer, output_size
 
 # Measured on XLA:CPU (2-core Zen4, 128 px; render/BENCHMARKS.md): small batches keep the
 # activations in cache, and channel selection makes block1 fastest one image at a time.

@@ -22,13 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.layers import CONV_LAYERS, Layer, get_layer, output_size
-from models.vgg16 import PRECISIONS, VGG16
 from render.ascent import LOOPS, Ascent, compile_ascent, image_keys
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.errors import UserError
 from render.files import write_json
 from render.model_io import load_params
+from render.models.layers import CONV_LAYERS, Layer, get_layer, output_size
+from render.models.vgg import PRECISIONS, VGG16
 from render.objectives import channel_mean
 from render.styles import build_style
 

@@ -7,6 +7,7 @@ Hydra's compose API and checked, and the weights are fetched, before Hydra runs 
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import re
 import sys
@@ -20,7 +21,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from render.errors import UserError
 
-CONF_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "conf")
+# conf/ ships inside the package as render.conf (see pyproject.toml), from a wheel or a checkout
+CONF_DIR = str(importlib.resources.files("render.conf"))
 CONFIG_NAME = "config"
 INFO_FLAGS = {
     "--help",

@@ -51,9 +51,9 @@ def ensure_metrics(job, meta: dict) -> None:
     records = meta["filters"]
     if all("activation" in r for r in records.values() if r["status"] == "ok"):
         return
-    from models.vgg16 import VGG16
     from render.metrics import measure, reference_crops
     from render.model_io import load_params
+    from render.models.vgg import VGG16
 
     params = load_params(job.weights_path)
     divisor = job.weights_info.width_divisor if job.weights_info else 1

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.layers import get_layer
-from models.vgg16 import PRECISIONS, VGG16
 from render.errors import UserError
 from render.model_io import load_params
+from render.models.layers import get_layer
+from render.models.vgg import PRECISIONS, VGG16
 from render.objectives import channel_mean
 
 LIMITS = {"fp32": 1e-3, "tf32": 1e-1, "bf16": 2e-1}

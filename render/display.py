@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.preprocess import caffe_deprocess
+from render.models.preprocess import caffe_deprocess
 
 
 def deprocess_2016(image_caffe: np.ndarray) -> np.ndarray:

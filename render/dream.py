@@ -36,11 +36,11 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from models.layers import Layer, UnknownLayerError, get_conv_layer, get_layer
-from models.preprocess import caffe_deprocess, caffe_preprocess
-from models.vgg16 import VGG16
 from render.errors import UserError
 from render.files import write_png
+from render.models.layers import Layer, UnknownLayerError, get_conv_layer, get_layer
+from render.models.preprocess import caffe_deprocess, caffe_preprocess
+from render.models.vgg import VGG16
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PIXEL_SCALE = 127.5  # caffe-space levels per unit of step_size (the Keras example's [-1, 1])

@@ -19,11 +19,11 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from models.preprocess import caffe_preprocess
-from models.vgg16 import VGG16
 from render.classes import class_name
 from render.errors import UserError
 from render.files import read_png
+from render.models.preprocess import caffe_preprocess
+from render.models.vgg import VGG16
 
 log = logging.getLogger("render")
 CROP = 128

@@ -7,8 +7,8 @@ import os
 
 import jax
 
-from models.weights import WeightsError, load_weights, random_params
 from render.errors import UserError
+from render.models.weights import WeightsError, load_weights, random_params
 
 log = logging.getLogger("render")
 

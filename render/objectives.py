@@ -7,7 +7,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from models.vgg16 import VGG16
+from render.models.vgg import VGG16
 
 # (params, images (B, H, W, 3), targets (B,), redirect 0/1 or None) -> loss per image (B,)
 Objective = Callable[..., jax.Array]

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from models.preprocess import caffe_deprocess, caffe_preprocess
+from render.models.preprocess import caffe_deprocess, caffe_preprocess
 
 # Lucid's square root of ImageNet's RGB colour correlation (via SVD), columns scaled to max 1:
 # parameterizing in this basis decorrelates colour, so steps move along natural colour axes.

@@ -15,8 +15,6 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from models.layers import CONV_LAYERS
-from models.vgg16 import VGG16
 from render import __version__
 from render.ascent import compile_ascent, image_keys
 from render.batching import (
@@ -32,6 +30,8 @@ from render.errors import UserError
 from render.figures import write_atlases
 from render.files import read_json, read_png, write_json, write_png
 from render.metrics import measure_classes, measure_job
+from render.models.layers import CONV_LAYERS
+from render.models.vgg import VGG16
 from render.objectives import for_job
 from render.settings import Job
 from render.styles import build_style

@@ -10,10 +10,6 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from models.download import imagenet_weights
-from models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_conv_layer, get_layer
-from models.vgg16 import PRECISIONS
-from models.weights import WeightsError, WeightsInfo, load_weights
 from render.ascent import LOOPS
 from render.classes import parse_classes
 from render.dream import (
@@ -24,6 +20,10 @@ from render.dream import (
     objective_terms,
 )
 from render.errors import UserError
+from render.models.download import imagenet_weights
+from render.models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_conv_layer, get_layer
+from render.models.vgg import PRECISIONS
+from render.models.weights import WeightsError, WeightsInfo, load_weights
 from render.ranges import parse_indices
 from render.styles import check_style
 

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
-from models.preprocess import caffe_preprocess
+from render.models.preprocess import caffe_preprocess
 
 
 @dataclass(frozen=True)

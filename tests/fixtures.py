@@ -5,8 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from models.layers import CONV_LAYERS, DENSE_LAYERS
-from models.weights import TOP_SIDE
+from render.models.layers import CONV_LAYERS, DENSE_LAYERS
+from render.models.weights import TOP_SIDE
 
 WIDTH_DIVISOR = 16
 LAST_OF_BLOCK = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from models.layers import CONV_LAYERS, DENSE_LAYERS
+from render.models.layers import CONV_LAYERS, DENSE_LAYERS
 
 
 def _pool_hwc(x):

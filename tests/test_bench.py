@@ -2,8 +2,8 @@ import json
 
 import pytest
 
-from models.layers import CONV_LAYERS, get_layer
 from render.bench import main, step_flops
+from render.models.layers import CONV_LAYERS, get_layer
 
 
 def test_flop_count_matches_the_whole_network_figure():

@@ -6,11 +6,11 @@ import pytest
 from test_cli import run_main
 from test_render import job_for
 
-from models.vgg16 import VGG16
 from render.ascent import image_keys
 from render.files import read_png
 from render.metrics import channel_means
 from render.model_io import load_params
+from render.models.vgg import VGG16
 from render.parameterizations import Pixels
 from render.run import render_layer
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import models.download as download
-from models.weights import WeightsError
+import render.models.download as download
+from render.models.weights import WeightsError
 
 PAYLOAD = os.urandom(200_000)
 FNAME = download.KERAS_FILES[False][0]

@@ -9,8 +9,6 @@ import pytest
 from fixtures import fixture_params
 from PIL import Image
 
-from models.preprocess import caffe_preprocess
-from models.vgg16 import VGG16
 from render.dream import (
     DreamSettings,
     dream,
@@ -23,6 +21,8 @@ from render.dream import (
 )
 from render.errors import UserError
 from render.files import read_png
+from render.models.preprocess import caffe_preprocess
+from render.models.vgg import VGG16
 
 MODEL = VGG16(width_divisor=16)
 LAYERS = {"block5_conv1": 1.0, "conv4_3": 0.5}  # a Keras name and a 2016 alias

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from test_cli import run_cli
 
-from models.vgg16 import VGG16
+from render.models.vgg import VGG16
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -93,7 +93,7 @@ def test_bf16_matmul_convolution_matches_fp32_values_and_input_gradients():
     """The CPU bf16 path (shifted bf16 matmuls, custom bf16 backward) against fp32 lax.conv."""
     from jax import lax
 
-    from models.vgg16 import conv3x3_bf16_matmul
+    from render.models.vgg import conv3x3_bf16_matmul
 
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.normal(size=(2, 9, 7, 32)), jnp.float32)

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models.vgg16 import VGG16
 from render.errors import UserError
 from render.metrics import channel_means, measure, reference_crops
+from render.models.vgg import VGG16
 
 
 def test_shipped_reference_crops():

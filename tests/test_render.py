@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from models.preprocess import caffe_preprocess
-from models.vgg16 import VGG16
 from render.cli import compose_config
 from render.files import read_json, read_png
 from render.model_io import load_params
+from render.models.preprocess import caffe_preprocess
+from render.models.vgg import VGG16
 from render.run import render_layer
 from render.settings import make_job, register_resolvers
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from models.vgg16 import VGG16, redirected_relu
 from render.ascent import compile_ascent, gaussian_blur, image_keys
 from render.cli import CONF_DIR
+from render.models.vgg import VGG16, redirected_relu
 from render.objectives import channel_mean
 from render.parameterizations import FourierColor, Pixels
 from render.styles import build_style, check_style

@@ -5,10 +5,10 @@ import pytest
 from fixtures import fixture_params, to_theano, write_keras
 from reference import keras_forward, theano_forward
 
-import models.weights as weights_module
-from models.layers import LAYER_NAMES
-from models.vgg16 import VGG16
-from models.weights import WeightsError, load_weights
+import render.models.weights as weights_module
+from render.models.layers import LAYER_NAMES
+from render.models.vgg import VGG16
+from render.models.weights import WeightsError, load_weights
 
 TOP_LAYERS = ("block1_conv1", "block3_conv2", "block5_conv3", "fc1", "fc2", "predictions")
 

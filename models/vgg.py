@@ -1,13 +1,22 @@
-"""A Flax VGG16 that can stop at any named layer and compute just one channel of that layer."""
+"""Flax VGG16 and VGG19 that stop at any named layer and compute just one channel of it."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from models.layers import LAYERS, get_layer
+from render.models.layers import (
+    TOP_INPUT_SIZE,
+    VGG16_BLOCKS,
+    VGG19_BLOCKS,
+    lookup,
+    vgg_table,
+)
+from render.models.network import CONVENTIONS, Convention, Layer
 
 # precision name -> (operand dtype, lax precision); accumulation is always fp32
 PRECISIONS = {
@@ -178,8 +187,8 @@ class Dense(nn.Module):
         return _relu(y, redirect) if self.relu else y
 
 
-class VGG16(nn.Module):
-    """VGG16 on caffe-preprocessed NHWC input.
+class VGG(nn.Module):
+    """VGG16 (or VGG19, by `blocks`) on caffe-preprocessed NHWC input.
 
     `upto` names the last layer computed (post-ReLU for conv/fc1/fc2, pre-softmax logits for
     `predictions`); nothing past it is evaluated. With `channels` (one index per image), only
@@ -190,13 +199,15 @@ class VGG16(nn.Module):
 
     width_divisor: int = 1
     precision: str = "fp32"
+    blocks: tuple[tuple[int, int], ...] = VGG16_BLOCKS
 
     @nn.compact
     def __call__(
         self, x: jax.Array, upto: str = "predictions", channels=None, redirect=None
     ) -> jax.Array:
-        target = get_layer(upto)
-        for layer in LAYERS:
+        table = vgg_table(self.blocks)
+        target = lookup(table, upto)
+        for layer in table:
             width = layer.channels // self.width_divisor
             select = channels if layer is target else None
             if layer.kind == "conv":
@@ -210,6 +221,43 @@ class VGG16(nn.Module):
                     width = layer.channels  # always 1000 classes
                 relu = layer.name != "predictions"
                 x = Dense(width, relu, self.precision, name=layer.name)(x, select, redirect)
-            if layer is target:
+            if layer.name == target.name:
                 return x
         raise AssertionError("unreachable")
+
+
+VGG16 = VGG
+
+
+def VGG19(**options) -> VGG:
+    return VGG(blocks=VGG19_BLOCKS, **options)
+
+
+ARCHITECTURES = {"vgg16": VGG16_BLOCKS, "vgg19": VGG19_BLOCKS}
+
+
+@dataclass(frozen=True)
+class VGGNetwork:
+    """VGG16 or VGG19 with Keras' ImageNet conventions, as a `Network`."""
+
+    name: str = "vgg16"
+    width_divisor: int = 1
+    precision: str = "fp32"
+    labels: tuple[str, ...] | None = None
+    input_size: int = TOP_INPUT_SIZE
+    fixed_size: bool = False  # only the class head needs 224 px (see head_size)
+    convention: Convention = CONVENTIONS["caffe"]
+    head: str | None = "predictions"
+    render_size: int = 128  # size=auto for filters
+    head_size: int | None = TOP_INPUT_SIZE
+
+    @property
+    def module(self) -> VGG:
+        return VGG(self.width_divisor, self.precision, ARCHITECTURES[self.name])
+
+    @property
+    def layers(self) -> tuple[Layer, ...]:
+        return vgg_table(ARCHITECTURES[self.name])
+
+    def features(self, params, images, layer, channels=None, redirect=None) -> jax.Array:
+        return self.module.apply(params, images, upto=layer, channels=channels, redirect=redirect)
