@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import difflib
-
-from render.models.network import Layer, UnknownLayerError, receptive_fields
+from render.models.network import (
+    Layer,
+    conv_layer,
+    find_layer,
+    receptive_fields,
+)
 
 VGG16_BLOCKS = ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
 VGG19_BLOCKS = ((64, 2), (128, 2), (256, 4), (512, 4), (512, 4))
@@ -55,37 +58,14 @@ CONV_LAYERS: tuple[Layer, ...] = tuple(layer for layer in LAYERS if layer.kind =
 DENSE_LAYERS: tuple[Layer, ...] = tuple(layer for layer in LAYERS if layer.kind == "dense")
 
 
-def lookup(table: tuple[Layer, ...], name: str, network: str = "VGG16") -> Layer:
+def lookup(table: tuple[Layer, ...], name: str) -> Layer:
     """A layer of a VGG table by Keras name or 2016 alias; unknown names suggest the nearest."""
-    key = str(name).strip()
-    for layer in table:
-        if key in (layer.name, layer.alias):
-            return layer
-    names = [layer.name for layer in table] + [layer.alias for layer in table if layer.alias]
-    near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
-    hint = f"did you mean {' or '.join(near)}? " if near else ""
-    convs = [layer for layer in table if layer.kind == "conv"]
-    raise UnknownLayerError(
-        f"unknown layer '{key}': {hint}valid layers are {convs[0].name}..{convs[-1].name} "
-        f"(aliases {convs[0].alias}..{convs[-1].alias}), fc1, fc2, predictions"
-    )
+    return find_layer(table, name)
 
 
 def get_layer(name: str) -> Layer:
     """A VGG16 layer by Keras name or 2016 alias."""
-    return lookup(LAYERS, name)
-
-
-def conv_layer(table: tuple[Layer, ...], name: str, purpose: str) -> Layer:
-    """Like lookup, for uses that need a spatial map: a dense layer is an error too."""
-    layer = lookup(table, name)
-    if layer.kind != "conv":
-        convs = [item for item in table if item.kind == "conv"]
-        raise UnknownLayerError(
-            f"layer {layer.name} is fully connected: {purpose} takes a conv layer "
-            f"({convs[0].name}..{convs[-1].name})"
-        )
-    return layer
+    return find_layer(LAYERS, name)
 
 
 def get_conv_layer(name: str, purpose: str) -> Layer:

@@ -120,33 +120,56 @@ class Network(Protocol):
         ...
 
 
-def find_layer(network: Network, name: str) -> Layer:
+def features_of(network: Network, params, images: jax.Array, layers: list[str]) -> dict:
+    """{layer: activations} for several layers, in one pass where the network offers
+    `features_many` (VGG does), else one pass per layer."""
+    many = getattr(network, "features_many", None)
+    if many is not None:
+        return many(params, images, layers)
+    return {name: network.features(params, images, name) for name in layers}
+
+
+def _listing(layers: tuple[Layer, ...]) -> str:
+    """VGG16's: block1_conv1..block5_conv3 (aliases conv1_1..conv5_3), fc1, fc2, predictions."""
+    spatial = [layer for layer in layers if layer.visualizable and layer.kind == "conv"]
+    dense = [layer.name for layer in layers if layer.visualizable and layer.kind == "dense"]
+    parts = []
+    if spatial:
+        parts.append(
+            f"{spatial[0].name}..{spatial[-1].name}" if len(spatial) > 1 else spatial[0].name
+        )
+        if spatial[0].alias and spatial[-1].alias:
+            parts[0] += f" (aliases {spatial[0].alias}..{spatial[-1].alias})"
+    parts += dense if len(dense) <= 4 else [f"{dense[0]}..{dense[-1]}"]
+    return ", ".join(parts)
+
+
+def find_layer(layers: tuple[Layer, ...], name: str) -> Layer:
     """A layer by name or alias; an unknown name is one line naming the nearest ones."""
     key = str(name).strip()
-    for layer in network.layers:
+    for layer in layers:
         if key in (layer.name, layer.alias):
             return layer
-    names = [layer.name for layer in network.layers] + [
-        layer.alias for layer in network.layers if layer.alias
-    ]
+    names = [layer.name for layer in layers] + [layer.alias for layer in layers if layer.alias]
     near = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
     hint = f"did you mean {' or '.join(near)}? " if near else ""
-    shown = [layer.name for layer in network.layers if layer.visualizable]
-    listed = ", ".join(shown) if len(shown) <= 8 else f"{shown[0]}..{shown[-1]}"
-    raise UnknownLayerError(
-        f"{network.name} has no layer '{key}': {hint}its layers are {listed} "
-        "(python -m render.layers lists them)"
-    )
+    raise UnknownLayerError(f"unknown layer '{key}': {hint}valid layers are {_listing(layers)}")
 
 
-def visual_layer(network: Network, name: str, purpose: str = "rendering") -> Layer:
-    """Like find_layer, for uses that need a layer that can be visualized."""
-    layer = find_layer(network, name)
+def conv_layer(layers: tuple[Layer, ...], name: str, purpose: str) -> Layer:
+    """Like find_layer, for uses that need a spatial map: a dense layer, or one that cannot be
+    visualized (Flatten, Dropout), is an error too."""
+    layer = find_layer(layers, name)
+    spatial = [item.name for item in layers if item.visualizable and item.kind == "conv"]
+    span = f"{spatial[0]}..{spatial[-1]}" if spatial else "none in this model"
     if not layer.visualizable:
-        usable = [item.name for item in network.layers if item.visualizable]
         raise UnknownLayerError(
-            f"layer {layer.name} of {network.name} cannot be visualized (a {layer.kind} layer "
-            f"has no channels of its own): {purpose} takes one of {', '.join(usable[-4:])} ..."
+            f"layer {layer.name} cannot be visualized (it has no filters of its own): {purpose} "
+            f"takes a conv layer ({span})"
+        )
+    if layer.kind != "conv":
+        raise UnknownLayerError(
+            f"layer {layer.name} is fully connected: {purpose} takes a conv layer ({span})"
         )
     return layer
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import jax
 import jax.numpy as jnp
@@ -257,7 +257,31 @@ class VGGNetwork:
 
     @property
     def layers(self) -> tuple[Layer, ...]:
-        return vgg_table(ARCHITECTURES[self.name])
+        """The table at this network's width (fixtures divide every width but the classes')."""
+        return tuple(
+            replace(
+                layer,
+                channels=layer.channels // self.width_divisor
+                if layer.name != "predictions"
+                else layer.channels,
+            )
+            for layer in vgg_table(ARCHITECTURES[self.name])
+        )
 
     def features(self, params, images, layer, channels=None, redirect=None) -> jax.Array:
         return self.module.apply(params, images, upto=layer, channels=channels, redirect=redirect)
+
+    def features_many(self, params, images, layers: list[str]) -> dict:
+        """{layer: activations} of several layers in one pass, up to the deepest."""
+        table = self.layers
+        wanted = {lookup(table, name).name: name for name in layers}
+        deepest = max(wanted, key=lambda name: lookup(table, name).index)
+        _, state = self.module.apply(
+            params,
+            images,
+            upto=deepest,
+            capture_intermediates=lambda mdl, method: mdl.name in wanted and method == "__call__",
+            mutable=["intermediates"],
+        )
+        found = state["intermediates"]
+        return {asked: found[name]["__call__"][0] for name, asked in wanted.items()}

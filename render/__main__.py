@@ -27,7 +27,8 @@ log = logging.getLogger("render")
 @hydra.main(config_path=CONF_DIR, config_name=CONFIG_NAME, version_base="1.3")
 def task(cfg: DictConfig) -> None:
     from render.gallery import write_gallery
-    from render.model_io import enable_compilation_cache, load_params
+    from render.model_io import enable_compilation_cache
+    from render.networks import load_network
     from render.run import render_layer
     from render.settings import DreamJob, prepare
 
@@ -36,13 +37,19 @@ def task(cfg: DictConfig) -> None:
         enable_compilation_cache(cfg.cache_dir)
         job = prepare(cfg)
         need_top = getattr(job, "objective", None) == "class"
-        params = load_params(job.weights_path, need_top=need_top)
+        params = load_network(cfg, need_top=need_top).params
         if isinstance(job, DreamJob):
             failed = dream_photos(job, params)
             if failed:
                 sys.exit(1)
             return
         render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
+        if cfg.examples.photos is not None:  # the photos that drive each filter, beside it
+            from hydra.core.hydra_config import HydraConfig
+
+            from render.examples import run
+
+            log.info("examples: %s", run(list(HydraConfig.get().overrides.task)))
         if job.output["gallery"]:
             log.info("gallery: %s", write_gallery(job.output["root"])[-1])
     except UserError as err:
@@ -56,12 +63,9 @@ def task(cfg: DictConfig) -> None:
 def dream_photos(job, params) -> int:
     """Dream every photo of the job; returns how many failed (each said in one line)."""
     from render.dream import dream_files
-    from render.models.vgg import VGG16
 
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    model = VGG16(width_divisor=divisor, precision=job.precision)
     os.makedirs(job.out_dir, exist_ok=True)
-    results = dream_files(params, model, job.photos, job.settings, job.out_dir, job.max_side)
+    results = dream_files(params, job.network, job.photos, job.settings, job.out_dir, job.max_side)
     for path, error in results:
         if error:
             log.error("render: error: %s", error)

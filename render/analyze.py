@@ -34,9 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from render.atlas import stitch
 from render.errors import UserError
 from render.files import read_json, read_png, write_atomic, write_png
+from render.tiles import stitch
 
 PROG = "render.analyze"
 DEFAULT_THRESHOLD = 0.6

@@ -63,8 +63,9 @@ def gaussian_blur(images: jax.Array, sigma: float) -> jax.Array:
 
 
 def penalties(style: Style, images: jax.Array) -> jax.Array:
-    """Total variation and L2 of each image (B,), in 0-1 pixel units."""
-    x = images / 255.0
+    """Total variation and L2 of each image (B,), in 0-1 pixel units (about the input's zero)."""
+    scale = jnp.asarray(style.parameterization.convention.scale, jnp.float32)
+    x = images / (255.0 * scale)
     total = jnp.zeros(images.shape[0])
     if style.tv_weight:
         tv = jnp.abs(jnp.diff(x, axis=1)).mean(axis=(1, 2, 3))
@@ -80,13 +81,13 @@ def make_step(objective: Objective, style: Style, features: Callable | None = No
 
     `features(params, images)` feeds the diversity penalty when style.diversity > 1.
     """
-    to_caffe = style.parameterization.to_caffe
+    to_input = style.parameterization.to_input
 
     def step(params, state, targets, keys, i):
         param, opt_state = state
 
         def negative_total(param):
-            images = to_caffe(param)
+            images = to_input(param)
             view = images
             if style.transform is not None:
                 view = style.transform(images, jax.vmap(lambda k: jax.random.fold_in(k, i))(keys))
@@ -104,8 +105,8 @@ def make_step(objective: Objective, style: Style, features: Callable | None = No
         updates, opt_state = style.optimizer.update(grads, opt_state, param)
         param = optax.apply_updates(param, updates)
         if style.blur_every:
-            blur = lambda p: style.parameterization.from_caffe(  # noqa: E731
-                gaussian_blur(to_caffe(p), style.blur_sigma)
+            blur = lambda p: style.parameterization.from_input(  # noqa: E731
+                gaussian_blur(to_input(p), style.blur_sigma)
             )
             param = jax.lax.cond((i + 1) % style.blur_every == 0, blur, lambda p: p, param)
         return (param, opt_state), losses
@@ -149,7 +150,7 @@ def compile_ascent(
 ) -> Ascent:
     """Compile every octave's ascent for batches shaped like `targets`.
 
-    run() returns (final caffe-space images, loss per image at the start, loss at the end);
+    run() returns (final network-input images, loss per image at the start, loss at the end);
     the losses are the objective on the untransformed image.
     """
     if loop not in LOOPS:
@@ -196,14 +197,14 @@ def compile_ascent(
             next_size = plan[octave + 1][0]
 
             def grow(param, next_size=next_size):
-                images = par.to_caffe(param)
+                images = par.to_input(param)
                 shape = (images.shape[0], next_size, next_size, 3)
-                return par.from_caffe(jax.image.resize(images, shape, "linear"))
+                return par.from_input(jax.image.resize(images, shape, "linear"))
 
             resize = jax.jit(grow).lower(param).compile()
             param = resize(param)
         stages.append((run_octave, resize))
-    final_images = jax.jit(par.to_caffe).lower(param).compile()
+    final_images = jax.jit(par.to_input).lower(param).compile()
     final_loss = jax.jit(objective).lower(params, final_images(param), targets).compile()
     compile_seconds = time.perf_counter() - start
 

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from render.models.layers import CONV_LAYERS, Layer, output_size
+from render.models.network import Layer, Network
 
 # Measured on XLA:CPU (2-core Zen4, 128 px; render/BENCHMARKS.md): small batches keep the
 # activations in cache, and channel selection makes block1 fastest one image at a time.
@@ -21,15 +21,16 @@ def default_loop(backend: str) -> str:
     return "python" if backend == "cpu" else "device"
 
 
-def activations_per_image(layer: Layer, size: int, width_divisor: int = 1) -> int:
+def activations_per_image(network: Network, layer: Layer, size: int) -> int:
     """Elements of every activation of the network cut at `layer`, for one image."""
     total = size * size * 3
-    for conv in CONV_LAYERS[: layer.index + 1]:
-        total += output_size(conv, size) ** 2 * conv.channels // width_divisor
+    for item in network.layers[: layer.index + 1]:
+        if item.kind == "conv" and item.stride:
+            total += (size // item.stride) ** 2 * item.channels
     return total
 
 
-def auto_batch_size(layer: Layer, size: int, filters: int, width_divisor: int = 1) -> int:
+def auto_batch_size(network: Network, layer: Layer, size: int, filters: int) -> int:
     """Images per batch: measured sizes on CPU, a memory budget on GPU/TPU."""
     device = jax.local_devices()[0]
     if device.platform == "cpu":
@@ -37,7 +38,7 @@ def auto_batch_size(layer: Layer, size: int, filters: int, width_divisor: int = 
     else:
         stats = device.memory_stats() or {}
         memory = stats.get("bytes_limit", 16 * 2**30)
-        per_image = activations_per_image(layer, size, width_divisor) * BYTES_PER_ACTIVATION
+        per_image = activations_per_image(network, layer, size) * BYTES_PER_ACTIVATION
         batch = max(1, int(memory * ACCELERATOR_MEMORY_SHARE // per_image))
         batch = min(batch, 1024)
     return fit_batch(batch, filters)

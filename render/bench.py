@@ -2,17 +2,22 @@
 
     python -m render.bench --weights /tmp/real-vgg16/vgg16_notop_keras.h5
     python -m render.bench --layers block1_conv2 --batch 1,2,4,8 --loop python,device
+    python -m render.bench --model keras --model-file m.keras --preprocess caffe --layers all
 
-FLOPs are counted as in the throughput issue: forward plus data-gradient backward through the
-network cut at the layer, per step, 2 per multiply-add. "nominal" counts the whole target layer
-(what a plain implementation computes, comparable across frameworks); "executed" counts what
-this renderer computes: only min(batch, channels) channels of the target layer.
+The network is built as the renderer builds it (`model=...` settings), and its layers come from
+its own table. FLOPs are counted as in the throughput issue: forward plus data-gradient
+backward through the network cut at the layer, per step, 2 per multiply-add. "nominal" counts
+the whole target layer (what a plain implementation computes, comparable across frameworks);
+"executed" counts what this renderer computes: only min(batch, channels) channels of the target
+layer. VGG16 and VGG19 are counted from their 3x3 convolutions; other networks by XLA's cost
+analysis of the compiled step (n/a where the backend has none).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import resource
 import statistics
 import sys
@@ -22,32 +27,95 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from render.ascent import LOOPS, Ascent, compile_ascent, image_keys
+from render.ascent import LOOPS, Ascent, compile_ascent, image_keys, make_step
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
+from render.cli import compose_config
 from render.errors import UserError
 from render.files import write_json
-from render.model_io import load_params
-from render.models.layers import CONV_LAYERS, Layer, get_layer, output_size
-from render.models.vgg import PRECISIONS, VGG16
-from render.objectives import channel_mean
-from render.styles import build_style
+from render.models.keras_backend import KerasNetwork
+from render.models.layers import LAYERS, Layer, output_size
+from render.models.network import CONVENTIONS, Network, UnknownLayerError, conv_layer
+from render.models.vgg import PRECISIONS, VGGNetwork
+from render.networks import load_network
+from render.objectives import Objective, channel_mean
+from render.styles import Style, build_style
 
 CHOLLET2016 = {"name": "chollet2016", "parameterization": "pixels", "optimizer": "normalized_sgd"}
+MODELS = ("vgg16", "vgg19", "keras")
+KERAS_BACKENDS = ("auto", "chain", "keras")
+DEFAULT_LAYERS = "block1_conv2,block3_conv3,block5_conv2"
 
 
-def conv_flops(layer: Layer, size: int, target_channels: int | None = None) -> float:
-    """Forward FLOPs of one image through the network cut at `layer`."""
-    total = 0.0
-    for conv in CONV_LAYERS[: layer.index + 1]:
+def conv_flops(
+    layer: Layer, size: int, target_channels: int | None = None, table: tuple = LAYERS
+) -> float:
+    """Forward FLOPs of one image through a VGG `table` (VGG16's by default) cut at `layer`."""
+    total, in_channels = 0.0, 3
+    for conv in table[: layer.index + 1]:
+        if conv.kind != "conv":
+            continue
         side = output_size(conv, size)
-        cout = target_channels if conv is layer and target_channels else conv.channels
-        total += 2.0 * side * side * 9 * conv.in_channels * cout
+        cout = target_channels if conv.index == layer.index and target_channels else conv.channels
+        total += 2.0 * side * side * 9 * in_channels * cout
+        in_channels = conv.channels
     return total
 
 
-def step_flops(layer: Layer, size: int, target_channels: int | None = None) -> float:
+def step_flops(
+    layer: Layer, size: int, target_channels: int | None = None, table: tuple = LAYERS
+) -> float:
     """Forward plus data-gradient backward (the same count again) for one image and step."""
-    return 2 * conv_flops(layer, size, target_channels)
+    return 2 * conv_flops(layer, size, target_channels, table)
+
+
+def whole_layer_mean(network: Network, layer: str) -> Objective:
+    """channel_mean computed from every channel of the layer, as a plain implementation does."""
+
+    def objective(params, images, targets, redirect=None):
+        activation = network.features(params, images, layer, redirect=redirect)
+        picked = jnp.take_along_axis(activation, targets[:, None, None, None], axis=-1)
+        return picked.reshape(picked.shape[0], -1).mean(axis=1)
+
+    return objective
+
+
+def xla_step_flops(
+    objective: Objective, style: Style, size: int, params, targets, keys
+) -> float | None:
+    """FLOPs of one compiled ascent step over the batch, by XLA's cost analysis; None where
+    the backend offers none."""
+    param = style.parameterization.init(keys, size)
+    state = (param, style.optimizer.init(param))
+    compiled = jax.jit(make_step(objective, style)).lower(params, state, targets, keys, 0)
+    try:
+        cost = compiled.compile().cost_analysis()
+    except NotImplementedError:
+        return None
+    if isinstance(cost, list | tuple):  # older jax: one dict per program
+        cost = cost[0] if cost else None
+    flops = (cost or {}).get("flops")
+    return float(flops) if flops and flops > 0 else None
+
+
+def layer_flops(
+    network: Network, layer: Layer, style: Style, size: int, params, filters: int, chunks: list
+) -> tuple[float | None, float | None, str | None]:
+    """(nominal, executed) FLOPs of one step over all of the layer's batches, and how they
+    were counted: "counted" for VGG, "xla" for others, None where XLA cannot say."""
+    batch = len(chunks[0][0])
+    images = len(chunks) * batch  # padded images are computed too
+    if isinstance(network, VGGNetwork):
+        table = network.layers
+        nominal = step_flops(layer, size, None, table) * filters
+        executed = step_flops(layer, size, min(batch, layer.channels), table) * images
+        return nominal, executed, "counted"
+    whole = whole_layer_mean(network, layer.name)
+    whole_flops = xla_step_flops(whole, style, size, params, *chunks[0])
+    selected = channel_mean(network, layer.name)
+    selected_flops = xla_step_flops(selected, style, size, params, *chunks[0])
+    nominal = whole_flops / batch * filters if whole_flops else None
+    executed = selected_flops * len(chunks) if selected_flops else None
+    return nominal, executed, "xla" if nominal or executed else None
 
 
 def matmul_ceiling(precision: str = "fp32") -> float:
@@ -80,6 +148,7 @@ def peak_memory_mb(ascent: Ascent) -> float:
 
 
 def bench_layer(
+    network: Network,
     params,
     layer: Layer,
     filters: int,
@@ -90,10 +159,11 @@ def bench_layer(
     repeats: int,
     precision: str = "fp32",
 ) -> dict:
-    batch = fit_batch(batch or auto_batch_size(layer, size, filters), filters)
+    """One layer's timing; FLOP rates are None where they cannot be counted."""
+    batch = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
     loop = loop if loop != "auto" else default_loop(jax.default_backend())
-    objective = channel_mean(VGG16(precision=precision), layer.name)
-    style = build_style(CHOLLET2016, 1.0)
+    objective = channel_mean(network, layer.name)
+    style = build_style(CHOLLET2016, 1.0, network.convention)
     chunks = []
     for first in range(0, filters, batch):
         targets = padded(list(range(first, min(first + batch, filters))), batch)
@@ -106,10 +176,11 @@ def bench_layer(
 
     render_all()  # warm-up: first-call overheads are not throughput
     seconds = statistics.median(_timed(render_all) for _ in range(repeats))
-    rate = filters / seconds
-    images = len(chunks) * batch  # padded images are computed too
-    nominal = step_flops(layer, size) * steps * filters / seconds / 1e9
-    executed = step_flops(layer, size, min(batch, layer.channels)) * steps * images / seconds / 1e9
+    nominal, executed, source = layer_flops(network, layer, style, size, params, filters, chunks)
+
+    def rate(flops: float | None) -> float | None:
+        return flops * steps / seconds / 1e9 if flops else None
+
     return {
         "layer": layer.name,
         "size": size,
@@ -118,13 +189,97 @@ def bench_layer(
         "batch": batch,
         "loop": loop,
         "precision": precision,
-        "channel_selection": True,
-        "filters_per_s": rate,
-        "nominal_gflops": nominal,
-        "executed_gflops": executed,
+        "channel_selection": not isinstance(network, KerasNetwork),
+        "filters_per_s": filters / seconds,
+        "flops_source": source,
+        "nominal_gflops": rate(nominal),
+        "executed_gflops": rate(executed),
         "compile_s": ascent.compile_seconds,
         "peak_memory_mb": peak_memory_mb(ascent),
     }
+
+
+def _fail(message: str) -> None:
+    sys.exit(f"render.bench: error: {message}")
+
+
+def _quoted(value: str) -> str:
+    """A path as a quoted Hydra override value (commas, spaces and '=' stay literal)."""
+    return "'" + value.replace("'", "\\'") + "'"
+
+
+def model_overrides(args: argparse.Namespace, precision: str) -> list[str]:
+    """The renderer's settings for the benchmarked network."""
+    if args.model == "keras":
+        return [
+            "model=keras",
+            f"model.file={_quoted(os.path.abspath(args.model_file))}",
+            f"model.preprocess={args.preprocess}",
+            f"model.backend={args.keras_backend}",
+            f"precision={precision}",
+        ]
+    return [f"model={args.model}", f"weights={_quoted(args.weights)}", f"precision={precision}"]
+
+
+def load_model(
+    args: argparse.Namespace, precisions: list[str]
+) -> tuple[dict[str, Network], object]:
+    """The network at each precision, built exactly as the renderer builds it, and its params
+    (read once: precision changes the computation, not the weights)."""
+    configs = [compose_config(model_overrides(args, p)) for p in precisions]
+    networks = {
+        p: load_network(c, read=False).network for p, c in zip(precisions, configs, strict=True)
+    }
+    return networks, load_network(configs[0], read=True).params
+
+
+def model_record(args: argparse.Namespace, network: Network) -> dict:
+    """What identifies the benchmarked model in the JSON rows."""
+    record = {"model": args.model, "network": network.name}
+    if args.model == "keras":
+        record |= {
+            "model_file": os.path.abspath(args.model_file),
+            "preprocess": args.preprocess,
+            "keras_backend": "keras" if isinstance(network, KerasNetwork) else "chain",
+        }
+    return record
+
+
+def check_model_options(args: argparse.Namespace) -> str | None:
+    """The first problem with --model and the options that go with it, or None."""
+    if args.model not in MODELS:
+        return f"--model {args.model}: use one of {', '.join(MODELS)}"
+    keras_only = {"--model-file": args.model_file, "--preprocess": args.preprocess}
+    keras_only["--keras-backend"] = args.keras_backend
+    if args.model != "keras":
+        given = [option for option, value in keras_only.items() if value is not None]
+        if given:
+            return f"{given[0]} is for --model keras: leave it out for --model {args.model}"
+        return None
+    if args.weights is not None:
+        return "--weights is for --model vgg16 or vgg19: a Keras file holds its own weights"
+    if args.model_file is None:
+        return "--model keras needs --model-file PATH (a .keras or .h5 file saved by Keras)"
+    if not os.path.isfile(args.model_file):
+        return f"--model-file {args.model_file}: no such file"
+    if args.preprocess is None:
+        return f"--model keras needs --preprocess: one of {', '.join(CONVENTIONS)}"
+    if args.preprocess not in CONVENTIONS:
+        return f"--preprocess {args.preprocess}: use one of {', '.join(CONVENTIONS)}"
+    if args.keras_backend is not None and args.keras_backend not in KERAS_BACKENDS:
+        return f"--keras-backend {args.keras_backend}: use one of {', '.join(KERAS_BACKENDS)}"
+    return None
+
+
+def select_layers(network: Network, spec: str) -> list[Layer]:
+    """The layers named in `spec` (names or aliases), or every visualizable conv layer."""
+    if spec == "all":
+        return [layer for layer in network.layers if layer.visualizable and layer.kind == "conv"]
+    return [conv_layer(network.layers, name, "the benchmark") for name in spec.split(",")]
+
+
+def _gflops(value: float | None, width: int) -> str:
+    return f"{value:>{width}.1f}" if value is not None else f"{'n/a':>{width}}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -133,21 +288,33 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    parser.add_argument("--model", default="vgg16", help=f"{', '.join(MODELS)} (default vgg16)")
     parser.add_argument(
-        "--weights", default="random", help="a VGG16 .h5 file, or random (same speed, no download)"
+        "--weights",
+        help="--model vgg16/vgg19: a weights .h5 file, or random (the default: same speed, "
+        "no download)",
+    )
+    parser.add_argument("--model-file", help="--model keras: the .keras or .h5 model file")
+    parser.add_argument(
+        "--preprocess",
+        help=f"--model keras: the file's input convention ({', '.join(CONVENTIONS)})",
+    )
+    parser.add_argument(
+        "--keras-backend",
+        help="--model keras: auto (default), chain (compiled JAX) or keras (run by Keras)",
     )
     parser.add_argument(
         "--layers",
-        default="block1_conv2,block3_conv3,block5_conv2",
-        help="comma-separated layer names, or all (the 13 conv layers)",
+        default=DEFAULT_LAYERS,
+        help="comma-separated layer names, or all (every conv layer of the model)",
     )
     parser.add_argument(
         "--filters",
         default="16",
-        help="filters rendered per layer: a number, or all (4,224 for all layers)",
+        help="filters rendered per layer: a number, or all (4,224 for all of VGG16's layers)",
     )
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--size", default="128", help="image side in pixels")
+    parser.add_argument("--steps", default="20", help="ascent steps per filter")
     parser.add_argument("--batch", default="auto", help="auto or comma-separated sizes")
     parser.add_argument(
         "--loop", default="auto", help="auto, python, device, or both (comma-separated)"
@@ -155,16 +322,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--precision", default="fp32", help="fp32, tf32, bf16, or several comma-separated"
     )
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median counts")
+    parser.add_argument("--repeats", default="3", help="timed runs; the median counts")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
-    try:
-        names = args.layers.split(",") if args.layers != "all" else [c.name for c in CONV_LAYERS]
-        layers = [get_layer(name) for name in names]
-    except ValueError as err:
-        sys.exit(f"render.bench: error: {err}")
+    problem = check_model_options(args)
+    if problem:
+        _fail(problem)
+    if args.model == "keras":
+        args.keras_backend = args.keras_backend or "auto"
+    else:
+        args.weights = args.weights or "random"
     if args.filters != "all" and not args.filters.isdigit():
-        sys.exit(f"render.bench: error: --filters {args.filters}: use a number or all")
+        _fail(f"--filters {args.filters}: use a number or all")
+    for option in ("size", "steps", "repeats"):
+        value = getattr(args, option)
+        if not (value.isdigit() and int(value) > 0):
+            _fail(f"--{option} {value}: use a positive whole number")
+        setattr(args, option, int(value))
     precisions = args.precision.split(",")
     loops = [one for v in args.loop.split(",") for one in (LOOPS if v == "both" else [v])]
     for option, values, allowed in (
@@ -173,24 +347,43 @@ def main(argv: list[str] | None = None) -> None:
     ):
         for value in values:
             if value not in allowed:
-                sys.exit(f"render.bench: error: {option} {value}: use one of {', '.join(allowed)}")
+                _fail(f"{option} {value}: use one of {', '.join(allowed)}")
+    if args.model == "keras" and precisions != ["fp32"]:
+        other = next(p for p in precisions if p != "fp32")
+        _fail(f"--precision {other}: use fp32 with --model keras (tf32 and bf16 are VGG's)")
     batches = [None] if args.batch == "auto" else args.batch.split(",")
     for value in batches:
         if value is not None and not (value.isdigit() and int(value) > 0):
-            sys.exit(f"render.bench: error: --batch {value}: use auto or positive whole numbers")
+            _fail(f"--batch {value}: use auto or positive whole numbers")
     batches = [None if value is None else int(value) for value in batches]
     try:
-        params = load_params(None if args.weights == "random" else args.weights)
-    except UserError as err:
-        sys.exit(f"render.bench: error: {err}")
+        networks, params = load_model(args, precisions)
+        layers = select_layers(networks[precisions[0]], args.layers)
+    except (UserError, UnknownLayerError) as err:
+        _fail(str(err))
+    except ValueError as err:  # Keras' own complaints about a file it cannot load
+        _fail((str(err).strip().splitlines() or [type(err).__name__])[0])
+    for layer in layers:
+        if args.filters != "all" and int(args.filters) > layer.channels:
+            _fail(
+                f"--filters {args.filters}: {layer.name} has {layer.channels} filters: use at "
+                "most that, or all"
+            )
     device = jax.local_devices()[0]
+    network = networks[precisions[0]]
+    counted = isinstance(network, VGGNetwork)
     print(
         f"device: {device.device_kind} ({jax.default_backend()}, {jax.local_device_count()} "
-        f"local), jax {jax.__version__}, {args.size} px, {args.steps} steps",
+        f"local), jax {jax.__version__}, {args.size} px, {args.steps} steps\n"
+        f"model: {network.name}; FLOPs "
+        + (
+            "counted from its 3x3 convolutions" if counted else "by XLA's cost analysis of the step"
+        ),
         flush=True,
     )
     results = []
     for precision in precisions:
+        network = networks[precision]
         ceiling = matmul_ceiling(precision)
         print(f"{precision}: matmul ceiling {ceiling:.0f} GFLOP/s")
         print(
@@ -201,19 +394,31 @@ def main(argv: list[str] | None = None) -> None:
         for layer, batch, loop in itertools.product(layers, batches, loops):
             filters = layer.channels if args.filters == "all" else int(args.filters)
             r = bench_layer(
-                params, layer, filters, args.size, args.steps, batch, loop, args.repeats, precision
+                network,
+                params,
+                layer,
+                filters,
+                args.size,
+                args.steps,
+                batch,
+                loop,
+                args.repeats,
+                precision,
             )
+            nominal = r["nominal_gflops"]
             r |= {
                 "ceiling_gflops": ceiling,
-                "fraction_of_ceiling": r["nominal_gflops"] / ceiling,
+                "fraction_of_ceiling": nominal / ceiling if nominal is not None else None,
                 "device": device.device_kind,
                 "jax": jax.__version__,
+                **model_record(args, network),
             }
             rows.append(r)
+            share = r["fraction_of_ceiling"]
             print(
                 f"{r['layer']:<14}{r['batch']:>6}{r['loop']:>8}{r['filters_per_s']:>11.3f}"
-                f"{r['nominal_gflops']:>17.1f}{r['fraction_of_ceiling']:>12.2f}"
-                f"{r['executed_gflops']:>10.1f}{r['compile_s']:>11.2f}"
+                f"{_gflops(nominal, 17)}{f'{share:.2f}' if share is not None else 'n/a':>12}"
+                f"{_gflops(r['executed_gflops'], 10)}{r['compile_s']:>11.2f}"
                 f"{r['peak_memory_mb']:>9.0f}",
                 flush=True,
             )
@@ -221,11 +426,16 @@ def main(argv: list[str] | None = None) -> None:
                 write_json(args.json, results + rows)
         results += rows
         seconds = sum(r["filters"] / r["filters_per_s"] for r in rows)
-        flops = sum(r["nominal_gflops"] * r["filters"] / r["filters_per_s"] for r in rows)
+        rate = "n/a TFLOP/s nominal"
+        if all(r["nominal_gflops"] is not None for r in rows):
+            flops = sum(r["nominal_gflops"] * r["filters"] / r["filters_per_s"] for r in rows)
+            rate = (
+                f"{flops / seconds / 1e3:.2f} TFLOP/s nominal ({flops / seconds / ceiling:.2f} "
+                f"of the {precision} matmul ceiling)"
+            )
         print(
             f"total {precision}: {sum(r['filters'] for r in rows)} filters in {seconds:.2f} s of "
-            f"rendering after compilation, {flops / seconds / 1e3:.2f} TFLOP/s nominal "
-            f"({flops / seconds / ceiling:.2f} of the {precision} matmul ceiling), compile "
+            f"rendering after compilation, {rate}, compile "
             f"{sum(r['compile_s'] for r in rows):.1f} s",
             flush=True,
         )

@@ -54,8 +54,18 @@ def load_classes() -> list[ClassInfo]:
     return list(_table())
 
 
-def class_name(index: int) -> str:
-    """The human-readable name of class `index`, e.g. `class_name(65) == "sea snake"`."""
+def imagenet_names() -> tuple[str, ...]:
+    """The 1000 ImageNet class names in output order."""
+    return tuple(c.name for c in _table())
+
+
+def class_name(index: int, labels: tuple[str, ...] | None = ()) -> str:
+    """The human-readable name of class `index` of a head: `labels[index]`, its index when the
+    head has no names (labels=None), or ImageNet's name (`class_name(65) == "sea snake"`)."""
+    if labels is None:
+        return str(index)
+    if labels:
+        return labels[index]
     i = operator.index(index)
     if not 0 <= i < NUM_CLASSES:
         raise UserError(
@@ -127,14 +137,21 @@ def _name_or_wnid(text: str) -> int:
     return index
 
 
-def parse_classes(spec: int | str | list[int | str]) -> list[int]:
+def parse_classes(
+    spec: int | str | list[int | str], labels: tuple[str, ...] | None = (), count: int = 0
+) -> list[int]:
     """Class indices named by `spec`, ascending and without duplicates.
+
+    `labels` are the head's class names (ImageNet's when empty, wnids accepted too); with
+    labels=None the head's `count` classes have no names and only indices are accepted.
 
     `spec` is an int, a string (`"65"`, `"0-999"`, `"65,18,100-102"`, `"all"`, `"sea snake"`,
     `"n01751748"`, `"sea snake,18"`) or a list of such items (e.g. from Hydra). Parts that
     contain a letter are class names or wnids; the rest go to `parse_indices`. A string that is
     exactly one class name is that class even if it contains a comma.
     """
+    if labels is None or (labels and labels != imagenet_names()):
+        return _parse_own(spec, labels, count or len(labels or ()))
     if isinstance(spec, bool | int):
         return parse_indices(spec, NUM_CLASSES, _WHAT)
     if isinstance(spec, str):
@@ -161,4 +178,37 @@ def parse_classes(spec: int | str | list[int | str]) -> list[int]:
             indices.add(_name_or_wnid(part))
         else:
             indices.update(parse_indices(part, NUM_CLASSES, _WHAT))
+    return sorted(indices)
+
+
+def _parse_own(spec, labels: tuple[str, ...] | None, count: int) -> list[int]:
+    """parse_classes for a head of the user's own: names from its labels file, or indices."""
+    parts = [spec] if isinstance(spec, bool | int) else None
+    if parts is None:
+        parts = spec.split(",") if isinstance(spec, str) else [str(item) for item in spec]
+        if isinstance(spec, str) and labels and _normalize(spec) in map(_normalize, labels):
+            parts = [spec]
+    named = [p for p in parts if isinstance(p, str) and _LETTER.search(p)]
+    if not named:
+        return parse_indices(spec, count, _WHAT)
+    if labels is None:
+        raise UserError(
+            f"class '{named[0].strip()}' needs class names: this model's head has {count} "
+            f"classes and no labels; give indices 0-{count - 1} or model.labels=labels.txt"
+        )
+    normalized = [_normalize(name) for name in labels]
+    indices: set[int] = set()
+    for part in parts:
+        if not (isinstance(part, str) and _LETTER.search(part)):
+            indices.update(parse_indices(part, count, _WHAT))
+            continue
+        wanted = _normalize(part)
+        if wanted not in normalized:
+            close = difflib.get_close_matches(wanted, normalized, n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise UserError(
+                f"unknown class '{part.strip()}': {hint}this model's classes are "
+                f"{', '.join(labels[:_MAX_LISTED])}{', ...' if len(labels) > _MAX_LISTED else ''}"
+            )
+        indices.add(normalized.index(wanted))
     return sorted(indices)

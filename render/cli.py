@@ -58,7 +58,7 @@ def help_text() -> str:
     with open(os.path.join(CONF_DIR, f"{CONFIG_NAME}.yaml"), encoding="utf-8") as f:
         main = f.read().split("\nhydra:")[0]
     parts = [main.rstrip()]
-    for group in ("style", "output", "sweep"):
+    for group in ("model", "style", "output", "sweep"):
         folder = os.path.join(CONF_DIR, group)
         for name in sorted(os.listdir(folder)):
             with open(os.path.join(folder, name), encoding="utf-8") as f:

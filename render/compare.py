@@ -27,10 +27,10 @@ from render.settings import make_job, register_resolvers
 
 
 def run_folder_job(layer: str, style: str, filters: str, extra: list[str]):
+    """(composed settings, checked job) of one render command."""
     register_resolvers()
-    return make_job(
-        compose_config([f"style={style}", f"layer={layer}", f"filters={filters}", *extra])
-    )
+    cfg = compose_config([f"style={style}", f"layer={layer}", f"filters={filters}", *extra])
+    return cfg, make_job(cfg)
 
 
 def seconds_per_filter(meta: dict, folder: str) -> float | None:
@@ -46,23 +46,21 @@ def seconds_per_filter(meta: dict, folder: str) -> float | None:
     return sum(float(s) for _, s in found) / count if count else None
 
 
-def ensure_metrics(job, meta: dict) -> None:
+def ensure_metrics(cfg, job, meta: dict) -> None:
     """Measure records that predate the metrics (written back to metadata.json)."""
     records = meta["filters"]
     if all("activation" in r for r in records.values() if r["status"] == "ok"):
         return
     from render.metrics import measure, reference_crops
-    from render.model_io import load_params
-    from render.models.vgg import VGG16
+    from render.networks import load_network
 
-    params = load_params(job.weights_path)
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
+    params = load_network(cfg).params
     reference = job.metrics.get("reference")
     measure(
         job.out_dir,
         records,
         params,
-        VGG16(width_divisor=divisor),
+        job.network,
         job.layer.name,
         reference_crops(os.path.expanduser(reference) if reference else None),
     )
@@ -144,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             if subprocess.run(command).returncode != 0:
                 raise UserError(f"rendering style {style} failed: see its messages above")
         rows = []
-        for (layer, style), job in sorted(
+        for (layer, style), (cfg, job) in sorted(
             jobs.items(), key=lambda item: (layers.index(item[0][0]), styles.index(item[0][1]))
         ):
             meta = read_json(os.path.join(job.out_dir, "metadata.json"))
@@ -152,7 +150,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise UserError(
                     f"no results for {layer} with style {style} in {job.out_dir}: drop --no-render"
                 )
-            ensure_metrics(job, meta)
+            ensure_metrics(cfg, job, meta)
             rows.append(table_row(job, meta))
     except UserError as err:
         fail(err, False)

@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from render.errors import UserError
-from render.model_io import load_params
 from render.models.layers import get_layer
-from render.models.vgg import PRECISIONS, VGG16
+from render.models.vgg import PRECISIONS, VGGNetwork
+from render.networks import load_params
 from render.objectives import channel_mean
 
 LIMITS = {"fp32": 1e-3, "tf32": 1e-1, "bf16": 2e-1}
@@ -37,7 +37,7 @@ def value_and_input_gradient(
     params: dict, layer: str, precision: str, images: jax.Array, targets: jax.Array
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image objective and its gradient with respect to the images, on the inputs' device."""
-    objective = channel_mean(VGG16(precision=precision), layer)
+    objective = channel_mean(VGGNetwork(precision=precision), layer)
 
     def total(images):
         losses = objective(params, images, targets)

@@ -1,4 +1,4 @@
-"""Deep dream on photos: amplify what chosen layers (or filters) of VGG16 see in a real photo.
+"""Deep dream on photos: amplify what chosen layers (or filters) of a network see in a photo.
 
 The recipe of the Keras example deep_dream.py (2016): the photo in caffe space, ascended at
 successive octaves from the smallest shape (original / octave_scale**i) up to the original
@@ -38,9 +38,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from render.errors import UserError
 from render.files import write_png
-from render.models.layers import Layer, UnknownLayerError, get_conv_layer, get_layer
-from render.models.preprocess import caffe_deprocess, caffe_preprocess
-from render.models.vgg import VGG16
+from render.models.network import Layer, Network, UnknownLayerError, conv_layer, features_of
 
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 PIXEL_SCALE = 127.5  # caffe-space levels per unit of step_size (the Keras example's [-1, 1])
@@ -67,7 +65,7 @@ class DreamSettings:
 Term = tuple[str, float, tuple[int, ...] | None]
 
 
-def objective_terms(settings: DreamSettings, width_divisor: int = 1) -> tuple[Term, ...]:
+def objective_terms(settings: DreamSettings, network: Network) -> tuple[Term, ...]:
     """Resolve layer names and aliases, check weights and filters; ordered by depth.
 
     A layer named only in `filters` gets weight 1.0. Raises UserError on bad input.
@@ -76,7 +74,7 @@ def objective_terms(settings: DreamSettings, width_divisor: int = 1) -> tuple[Te
     chosen: dict[str, tuple[int, ...]] = {}
     for source, items in (("layers", settings.layers), ("filters", settings.filters or {})):
         for name, value in items.items():
-            layer = _conv_layer(name)
+            layer = _conv_layer(network, name)
             if source == "layers":
                 if layer.name in weights:
                     raise UserError(f"layer {layer.name} is given twice in layers: keep one")
@@ -89,22 +87,23 @@ def objective_terms(settings: DreamSettings, width_divisor: int = 1) -> tuple[Te
             else:
                 if layer.name in chosen:
                     raise UserError(f"layer {layer.name} is given twice in filters: keep one")
-                chosen[layer.name] = _check_filters(layer, value, width_divisor)
+                chosen[layer.name] = _check_filters(layer, value)
     if not weights and not chosen:
         raise UserError("no layer to dream with: set layers, e.g. {block5_conv1: 1.0}")
-    names = sorted(set(weights) | set(chosen), key=lambda n: get_layer(n).index)
+    index = {layer.name: layer.index for layer in network.layers}
+    names = sorted(set(weights) | set(chosen), key=index.__getitem__)
     return tuple((n, weights.get(n, 1.0), chosen.get(n)) for n in names)
 
 
-def _conv_layer(name: str) -> Layer:
+def _conv_layer(network: Network, name: str) -> Layer:
     try:
-        return get_conv_layer(name, "deep dream")
+        return conv_layer(network.layers, name, "deep dream")
     except UnknownLayerError as err:
         raise UserError(str(err)) from None
 
 
-def _check_filters(layer: Layer, value, width_divisor: int) -> tuple[int, ...]:
-    width = layer.channels // width_divisor
+def _check_filters(layer: Layer, value) -> tuple[int, ...]:
+    width = layer.channels
     values = [value] if isinstance(value, int) else list(value or [])
     if not values:
         raise UserError(f"filters of {layer.name} is empty: list filter numbers, e.g. [12, 40]")
@@ -120,8 +119,9 @@ def _check_filters(layer: Layer, value, width_divisor: int) -> tuple[int, ...]:
     return filters
 
 
-def deepest_stride(settings: DreamSettings) -> int:
-    return max(get_layer(name).stride for name, _, _ in objective_terms(settings, 1))
+def deepest_stride(settings: DreamSettings, network: Network) -> int:
+    strides = {layer.name: layer.stride for layer in network.layers}
+    return max(strides[name] for name, _, _ in objective_terms(settings, network))
 
 
 def octave_shapes(height: int, width: int, octaves: int, scale: float) -> list[tuple[int, int]]:
@@ -132,9 +132,10 @@ def octave_shapes(height: int, width: int, octaves: int, scale: float) -> list[t
     ]
 
 
-def minimum_side(settings: DreamSettings) -> int:
+def minimum_side(settings: DreamSettings, network: Network) -> int:
     """The smallest photo side whose smallest octave still gives a 1x1 deepest map."""
-    stride, shrink = deepest_stride(settings), settings.octave_scale ** (settings.octaves - 1)
+    stride = deepest_stride(settings, network)
+    shrink = settings.octave_scale ** (settings.octaves - 1)
     side = max(stride, math.floor(stride * shrink))
     while int(side / shrink) < stride and settings.octaves > 1:
         side += 1
@@ -152,9 +153,11 @@ def check_settings(settings: DreamSettings) -> None:
         raise UserError(f"jitter must be a whole number of pixels >= 0, not {settings.jitter!r}")
 
 
-def check_photo_size(height: int, width: int, settings: DreamSettings, name: str) -> None:
+def check_photo_size(
+    height: int, width: int, settings: DreamSettings, name: str, network: Network
+) -> None:
     """UserError when the smallest octave would leave no map at the deepest chosen layer."""
-    need = minimum_side(settings)
+    need = minimum_side(settings, network)
     if min(height, width) < need:
         raise UserError(
             f"{name} is too small ({width}x{height}): with these layers and "
@@ -166,23 +169,14 @@ def check_photo_size(height: int, width: int, settings: DreamSettings, name: str
 # ---- the compiled core -------------------------------------------------------------------
 
 
-def _layer_objective(model: VGG16, terms: tuple[Term, ...]):
-    """(params, images (B, H, W, 3) caffe) -> loss per image (B,), one network pass."""
-    wanted = {name for name, _, _ in terms}
-    deepest = terms[-1][0]
+def _layer_objective(network: Network, terms: tuple[Term, ...]):
+    """(params, images (B, H, W, 3), network input) -> loss per image (B,), one network pass."""
 
     def objective(params, images):
-        _, state = model.apply(
-            params,
-            images,
-            upto=deepest,
-            capture_intermediates=lambda mdl, method: mdl.name in wanted and method == "__call__",
-            mutable=["intermediates"],
-        )
-        found = state["intermediates"]
+        found = features_of(network, params, images, [name for name, _, _ in terms])
         total = jnp.zeros(images.shape[0], jnp.float32)
         for name, weight, filters in terms:
-            activation = found[name]["__call__"][0]
+            activation = found[name]
             if filters is not None:
                 activation = jnp.take(activation, jnp.asarray(filters), axis=-1)
             total = total + weight * jnp.mean(jnp.square(activation), axis=(1, 2, 3))
@@ -192,9 +186,9 @@ def _layer_objective(model: VGG16, terms: tuple[Term, ...]):
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(model: VGG16, terms: tuple[Term, ...], jitter: bool):
+def _compiled(network: Network, terms: tuple[Term, ...], jitter: bool):
     """jitted (loss, step) for one objective; each compiles once per image shape."""
-    objective = _layer_objective(model, terms)
+    objective = _layer_objective(network, terms)
 
     def loss(params, image):
         return objective(params, image[None])[0]
@@ -232,15 +226,17 @@ def _as_rgb(photo: np.ndarray) -> np.ndarray:
     return photo[..., :3].astype(np.float32)
 
 
-def dream_objective(params, model: VGG16, photo_rgb: np.ndarray, settings: DreamSettings) -> float:
+def dream_objective(
+    params, network: Network, photo_rgb: np.ndarray, settings: DreamSettings
+) -> float:
     """The dream loss of an RGB 0-255 photo at its own size (what dream() raises)."""
-    terms = objective_terms(settings, model.width_divisor)
-    loss, _ = _compiled(model, terms, False)
-    return float(loss(params, caffe_preprocess(jnp.asarray(_as_rgb(photo_rgb)))))
+    terms = objective_terms(settings, network)
+    loss, _ = _compiled(network, terms, False)
+    return float(loss(params, network.convention.to_input(jnp.asarray(_as_rgb(photo_rgb)))))
 
 
 def dream(
-    params, model: VGG16, photo_rgb: np.ndarray, settings: DreamSettings
+    params, network: Network, photo_rgb: np.ndarray, settings: DreamSettings
 ) -> tuple[np.ndarray, dict[str, list]]:
     """Dream on an (H, W, 3) RGB photo (uint8 or float in 0-255).
 
@@ -248,15 +244,17 @@ def dream(
     first, "shape" (H, W), "start" and "end" loss and the "steps" taken.
     """
     check_settings(settings)
-    terms = objective_terms(settings, model.width_divisor)
+    terms = objective_terms(settings, network)
     rgb = _as_rgb(photo_rgb)
     height, width = rgb.shape[:2]
-    check_photo_size(height, width, settings, "the photo")
-    _, step_fn = _compiled(model, terms, settings.jitter > 0)
-    step_size = jnp.float32(settings.step_size * PIXEL_SCALE)
+    check_photo_size(height, width, settings, "the photo", network)
+    _, step_fn = _compiled(network, terms, settings.jitter > 0)
+    # in input units per channel: step_size levels of the Keras example's [-1, 1] pixels
+    scale = jnp.asarray(network.convention.scale, jnp.float32)
+    step_size = jnp.float32(settings.step_size * PIXEL_SCALE) * scale
     rng = np.random.default_rng(0)
 
-    original = caffe_preprocess(jnp.asarray(rgb))
+    original = network.convention.to_input(jnp.asarray(rgb))
     shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale)
     shrunk_original = _resize(original, shapes[0])
     image = shrunk_original
@@ -273,7 +271,7 @@ def dream(
                 break
             image, taken = new_image, taken + 1
         # the end loss from the step already compiled for this shape (a step of 0, no shift)
-        end = float(step_fn(params, image, jnp.float32(0), jnp.zeros(2, jnp.int32))[1])
+        end = float(step_fn(params, image, 0 * step_size, jnp.zeros(2, jnp.int32))[1])
         # re-inject the detail that downscaling the photo lost (the Keras example's order)
         same_size_original = _resize(original, shape)
         image = image + same_size_original - _resize(shrunk_original, shape)
@@ -282,7 +280,7 @@ def dream(
         losses["start"].append(end if start is None else start)
         losses["end"].append(end)
         losses["steps"].append(taken)
-    out = np.asarray(caffe_deprocess(image))
+    out = np.asarray(network.convention.to_rgb(image))
     return np.clip(np.round(out), 0, 255).astype(np.uint8), losses
 
 
@@ -290,11 +288,14 @@ def dream(
 
 
 def read_photo(
-    path: str, settings: DreamSettings | None = None, max_side: int | None = None
+    path: str,
+    settings: DreamSettings | None = None,
+    max_side: int | None = None,
+    network: Network | None = None,
 ) -> np.ndarray:
     """An (H, W, 3) uint8 RGB photo, EXIF-rotated; shrunk to max_side if given.
 
-    With settings, a photo too small for its layers and octaves is a UserError too.
+    With settings and network, a photo too small for its layers and octaves is a UserError.
     """
     if not os.path.exists(path):
         raise UserError(f"photo not found: {path}: check the path")
@@ -314,8 +315,8 @@ def read_photo(
         raise UserError(
             f"cannot read photo {path} ({reason}): check that it is a complete, readable image"
         ) from None
-    if settings is not None:
-        check_photo_size(photo.shape[0], photo.shape[1], settings, path)
+    if settings is not None and network is not None:
+        check_photo_size(photo.shape[0], photo.shape[1], settings, path, network)
     return photo
 
 
@@ -356,7 +357,7 @@ def output_names(paths: Sequence[str]) -> list[str]:
 
 def dream_files(
     params,
-    model: VGG16,
+    network: Network,
     paths: Sequence[str],
     settings: DreamSettings,
     out_dir: str,
@@ -367,7 +368,7 @@ def dream_files(
     A bad photo is reported by its one-line message and the others still complete.
     """
     check_settings(settings)
-    objective_terms(settings, model.width_divisor)  # bad settings fail once, before any file
+    objective_terms(settings, network)  # bad settings fail once, before any file
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as err:
@@ -385,8 +386,8 @@ def dream_files(
     results: list[tuple[str, str | None]] = []
     for path, name in zip(paths, output_names(paths), strict=True):
         try:
-            photo = read_photo(path, settings, max_side)
-            image, losses = dream(params, model, photo, settings)
+            photo = read_photo(path, settings, max_side, network)
+            image, losses = dream(params, network, photo, settings)
             meta = {"source": os.path.abspath(path), **text, "losses": json.dumps(losses)}
             write_png(os.path.join(out_dir, name), image, meta)
         except UserError as err:

@@ -8,7 +8,9 @@ Layout of `compose_figure` (all in output pixels, `t` = tile side times `scale`)
     left column   name_width + margin before the grid, only with row names
 
 Without labels, row names and title, and with scale 1, the result equals `atlas.stitch`.
-`write_atlases` makes a run's atlas.png and best.png (and PDFs) from its saved PNGs.
+`write_atlases` makes a run's atlas.png and best.png (and PDFs) from its saved PNGs; with
+output.examples it puts a row of each filter's top dataset patches (render.examples) under its
+tile.
 """
 
 from __future__ import annotations
@@ -20,13 +22,16 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from render.atlas import best_order, grid_shape
 from render.errors import UserError
-from render.files import png_bytes, read_png, write_atomic
+from render.files import png_bytes, read_json, read_png, write_atomic
+from render.tiles import best_order, grid_shape
 
 log = logging.getLogger("render")
 Color = tuple[int, int, int]
 FORMATS = {".png": "PNG", ".pdf": "PDF"}
+EXAMPLES = "examples.json"  # written by render.examples
+EXAMPLES_PER_ROW = 4  # patches under a square tile; a strip of n images gets n times as many
+EXAMPLE_GAP = 2  # pixels between a tile and its row of patches
 
 
 def font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
@@ -159,6 +164,45 @@ def save_figure(path: str, image: np.ndarray, dpi: int | None = None) -> None:
     write_atomic(path, figure_bytes(image, FORMATS[suffix], dpi))
 
 
+def example_images(folder: str, layer: str) -> dict[int, list[np.ndarray]]:
+    """Per filter, its top patches from the run's examples.json (its top photos for a layer
+    without patches), best first; {} without a readable file for this layer."""
+    examples = read_json(os.path.join(folder, EXAMPLES))
+    if not isinstance(examples, dict) or examples.get("layer") != layer:
+        return {}
+    found = {}
+    for key, record in (examples.get("filters") or {}).items():
+        entries = record.get("patches") or record.get("photos") or []
+        pngs = [read_png(os.path.join(folder, entry["png"])) for entry in entries]
+        images = [png[0] for png in pngs if png]
+        if images and key.isdigit():
+            found[int(key)] = images
+    return found
+
+
+def with_examples(
+    tile: np.ndarray | None,
+    images: list[np.ndarray],
+    shape: tuple[int, int],
+    background: Color,
+) -> np.ndarray | None:
+    """The tile (`shape` (H, W); None: an empty cell) above a row of its example images; every
+    result has the same size, with background where a tile or images are missing."""
+    if tile is None and not images:
+        return None
+    height, width = shape
+    count = min(width, EXAMPLES_PER_ROW * max(1, width // height))
+    side = width // count
+    cell = np.empty((height + EXAMPLE_GAP + side, width, 3), np.uint8)
+    cell[:] = background
+    if tile is not None:
+        cell[:height] = tile
+    for i, image in enumerate(images[:count]):
+        small = Image.fromarray(image).resize((side, side), Image.LANCZOS)
+        cell[height + EXAMPLE_GAP :, i * side : (i + 1) * side] = np.asarray(small)
+    return cell
+
+
 def write_atlases(job, records: dict) -> None:
     """atlas.png (every filter in index order) and best.png (highest final loss first)."""
     indices = sorted(int(k) for k in records)
@@ -172,6 +216,13 @@ def write_atlases(job, records: dict) -> None:
         return
     out = job.output
     losses = {k: records[str(k)]["loss_end"] for k in indices if tiles[k] is not None}
+    examples = example_images(job.out_dir, job.layer.name) if out.get("examples") else {}
+    if examples:
+        shape = next(t.shape[:2] for t in tiles.values() if t is not None)
+        background = tuple(out["background"])
+        tiles = {
+            k: with_examples(t, examples.get(k, []), shape, background) for k, t in tiles.items()
+        }
     rank = {k: records[str(k)].get(out["best_by"]) or 0.0 for k in losses}
     best = best_order(rank, out["best_n"])
     for name, order, cols in (

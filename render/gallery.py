@@ -22,32 +22,53 @@ from render.errors import UserError
 from render.files import read_json, write_atomic
 
 METADATA = "metadata.json"  # the name render.run writes
+EXAMPLES = "examples.json"  # the name render.examples writes
+EXAMPLE_KEYS = ("png", "activation", "file", "box")  # what the large view shows of each
 INDEX = "index.html"
 NOT_METRICS = {"filter", "seed"}  # numeric fields that are identities, not measurements
 THUMBNAILS = 6
 DEFAULT_SIZE = (128, 128)
 
 
-def layer_order(name: str) -> tuple:
-    """Sort key putting VGG16 layers in network order (block1_conv1..block5_conv3), others last.
+def layer_order(name: str, meta: dict | None = None) -> tuple:
+    """Sort key of a layer folder: by the model and `layer_index` its metadata records; else
+    VGG names in network order (block1_conv1..block5_conv3); else by name, last.
 
     Parsed from the name rather than read from models.layers, which would import JAX.
     """
-    match = re.fullmatch(r"block(\d+)_conv(\d+)", name)
-    return (0, int(match[1]), int(match[2]), "") if match else (1, 0, 0, name)
+    index = meta.get("layer_index") if isinstance(meta, dict) else None
+    if is_number(index):
+        return (0, str(meta.get("model") or ""), index, 0, name)
+    match = re.fullmatch(r"(?:.*/)?block(\d+)_conv(\d+)", name)
+    return (1, "", int(match[1]), int(match[2]), name) if match else (2, "", 0, 0, name)
 
 
 def find_runs(root: str) -> list[tuple[str, str]]:
-    """(layer, run) of every <root>/<layer>/<run>/metadata.json, in network order."""
+    """(layer, run) of every <root>/<layer>/<run>/metadata.json, and of every
+    <root>/<model>/<layer>/<run>/metadata.json as ("<model>/<layer>", run), in network order."""
     runs = []
-    for layer in os.listdir(root):
-        folder = os.path.join(root, layer)
-        if layer.startswith(".") or not os.path.isdir(folder):
-            continue
-        for run in os.listdir(folder):
-            if not run.startswith(".") and os.path.isfile(os.path.join(folder, run, METADATA)):
+    for layer in _folders(root):
+        for run in _folders(os.path.join(root, layer)):
+            if os.path.isfile(os.path.join(root, layer, run, METADATA)):
                 runs.append((layer, run))
-    return sorted(runs, key=lambda r: (layer_order(r[0]), r[1]))
+                continue
+            for inner in _folders(os.path.join(root, layer, run)):
+                if os.path.isfile(os.path.join(root, layer, run, inner, METADATA)):
+                    runs.append((f"{layer}/{run}", inner))
+    keys: dict[str, tuple] = {}
+    for layer, run in runs:  # a layer's place: the smallest key of its runs
+        meta = read_json(os.path.join(root, layer, run, METADATA))
+        key = layer_order(layer, meta)
+        keys[layer] = min(keys.get(layer, key), key)
+    return sorted(runs, key=lambda r: (keys[r[0]], r[1]))
+
+
+def _folders(path: str) -> list[str]:
+    try:
+        names = os.listdir(path)
+    except OSError:
+        return []
+    return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(path, n))]
 
 
 def is_number(value) -> bool:
@@ -86,7 +107,37 @@ def load_run(folder: str) -> dict | None:
         "records": records,
         "metrics": metrics,
         "size": tile_size(folder, records),
+        "examples": load_examples(folder, meta, {r["filter"] for r in records}),
     }
+
+
+def load_examples(folder: str, meta: dict, filters: set) -> dict:
+    """{filter: {"photos": [...], "patches": [...]}} from the run's examples.json, keeping
+    entries whose PNG exists; {} when there is none or it belongs to another layer."""
+    examples = read_json(os.path.join(folder, EXAMPLES))
+    if not isinstance(examples, dict) or not isinstance(examples.get("filters"), dict):
+        return {}
+    layer = examples.get("layer")
+    if isinstance(layer, str) and isinstance(meta.get("layer"), str) and layer != meta["layer"]:
+        return {}
+    shown = {}
+    for key, record in examples["filters"].items():
+        if not isinstance(record, dict) or not key.isdigit() or int(key) not in filters:
+            continue
+        kinds = {}
+        for kind in ("photos", "patches"):
+            entries = [
+                {k: json_safe(entry[k]) for k in EXAMPLE_KEYS if k in entry}
+                for entry in record.get(kind) or []
+                if isinstance(entry, dict)
+                and isinstance(entry.get("png"), str)
+                and os.path.isfile(os.path.join(folder, entry["png"]))
+            ]
+            if entries:
+                kinds[kind] = entries
+        if kinds:
+            shown[key] = kinds
+    return shown
 
 
 def tile_size(folder: str, records: list[dict]) -> tuple[int, int]:
@@ -121,14 +172,16 @@ def run_nav(layer: str, run: str, runs: list[tuple[str, str]]) -> str:
     """Links to the previous and next layer, every layer, other runs of this layer and the root."""
     layers = list(dict.fromkeys(name for name, _ in runs))
 
+    top = [".."] * (layer.count("/") + 2)  # from this page to the root
+
     def page(other: str) -> str:  # the same run name in the other layer when there is one
         names = [r for name, r in runs if name == other]
-        return href("..", "..", other, run if run in names else names[0], INDEX)
+        return href(*top, *other.split("/"), run if run in names else names[0], INDEX)
 
     at = layers.index(layer)
     prev = layers[at - 1] if at > 0 else None
     next_ = layers[at + 1] if at + 1 < len(layers) else None
-    items = [f'<a href="{href("..", "..", INDEX)}" rel="index">overview</a>']
+    items = [f'<a href="{href(*top, INDEX)}" rel="index">overview</a>']
     if prev:
         items.append(f'<a href="{page(prev)}" rel="prev">← {escape(prev)}</a>')
     for name in layers:
@@ -147,7 +200,12 @@ def run_nav(layer: str, run: str, runs: list[tuple[str, str]]) -> str:
 
 def run_page(layer: str, run: str, info: dict, runs: list[tuple[str, str]]) -> str:
     meta = info["meta"]
-    data = {"metrics": info["metrics"], "size": info["size"], "filters": info["records"]}
+    data = {
+        "metrics": info["metrics"],
+        "size": info["size"],
+        "filters": info["records"],
+        "examples": info["examples"],
+    }
     # "<" escaped so that no "</script>" can end the element early; JSON.parse reads it back
     embedded = json.dumps(data, allow_nan=False, separators=(",", ":")).replace("<", "\\u003c")
     options = "".join(
@@ -287,7 +345,15 @@ RUN_PAGE = (
 #view img, #view .empty { width: min(80vh, 90vw); height: auto; aspect-ratio: var(--aspect);
   image-rendering: pixelated; }
 #view .empty { display: grid; place-items: center; background: #222; color: #e77; font-size: 32px; }
+#view.with-examples #view-image img, #view.with-examples #view-image .empty {
+  width: min(60vh, 45vw); }
 #view table { border-collapse: collapse; }
+#view-examples { max-width: min(45vw, 760px); }
+#view .examples h3 { font-size: 13px; font-weight: normal; color: #999; margin: 10px 0 4px; }
+#view .examples div { display: flex; flex-wrap: wrap; gap: 4px; }
+#view .examples figure { margin: 0; gap: 0; flex-direction: column; align-items: center;
+  font-size: 11px; }
+#view .examples img { width: 72px; height: 72px; aspect-ratio: auto; image-rendering: auto; }
 #view td { padding: 2px 8px; }
 </style>
 </head>
@@ -307,7 +373,7 @@ RUN_PAGE = (
 <details><summary>key, settings and versions</summary><pre>__DETAILS__</pre></details>
 </main>
 <div id="view" hidden><figure><div id="view-image"></div><figcaption><table id="view-meta">
-</table></figcaption></figure></div>
+</table><div id="view-examples"></div></figcaption></figure></div>
 <script type="application/json" id="data">__DATA__</script>
 <script>
 "use strict";
@@ -340,6 +406,36 @@ RUN_PAGE = (
     img.alt = "filter " + r.filter;
     img.src = encodeURIComponent(r.file);
     return img;
+  }
+
+  function exampleRow(title, entries) {
+    const row = document.createElement("section");
+    row.className = "examples";
+    const heading = document.createElement("h3");
+    heading.textContent = title;
+    const strip = document.createElement("div");
+    for (const e of entries) {
+      const cell = document.createElement("figure");
+      const img = document.createElement("img");
+      Object.assign(img, { width: 72, height: 72, decoding: "async" });
+      img.src = e.png.split("/").map(encodeURIComponent).join("/");
+      img.alt = title + ": " + e.file;
+      img.title = e.file + (e.box ? " box " + e.box.join(", ") : "");
+      const text = document.createElement("figcaption");
+      text.textContent = format(e.activation);
+      cell.append(img, text);
+      strip.append(cell);
+    }
+    row.append(heading, strip);
+    return row;
+  }
+
+  function exampleRows(r) {
+    const found = (data.examples || {})[r.filter] || {};
+    const rows = [];
+    if (found.photos) rows.push(exampleRow("top photos (mean activation)", found.photos));
+    if (found.patches) rows.push(exampleRow("top patches (strongest position)", found.patches));
+    return rows;
   }
 
   function caption(r) {
@@ -391,6 +487,9 @@ RUN_PAGE = (
       return row;
     });
     view.querySelector("#view-meta").replaceChildren(...rows);
+    const examples = exampleRows(r);
+    view.querySelector("#view-examples").replaceChildren(...examples);
+    view.classList.toggle("with-examples", examples.length > 0);
     view.hidden = false;
   }
 

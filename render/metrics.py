@@ -22,8 +22,7 @@ from PIL import Image
 from render.classes import class_name
 from render.errors import UserError
 from render.files import read_png
-from render.models.preprocess import caffe_preprocess
-from render.models.vgg import VGG16
+from render.models.network import Network
 
 log = logging.getLogger("render")
 CROP = 128
@@ -71,13 +70,13 @@ def reference_crops(folder: str | None = None) -> np.ndarray:
 
 
 def channel_means(
-    params, model: VGG16, layer: str, images_uint8: np.ndarray, chunk: int = 16
+    params, network: Network, layer: str, images_uint8: np.ndarray, chunk: int = 16
 ) -> np.ndarray:
     """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
     (for a dense layer, its outputs)."""
 
     def forward(x):
-        y = model.apply(params, caffe_preprocess(x), upto=layer)
+        y = network.features(params, network.convention.to_input(x), layer)
         return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are
 
     forward = jax.jit(forward)
@@ -89,7 +88,7 @@ def channel_means(
 
 
 def measure(
-    folder: str, records: dict, params, model: VGG16, layer: str, crops: np.ndarray
+    folder: str, records: dict, params, network: Network, layer: str, crops: np.ndarray
 ) -> dict:
     """The records with each ok filter's metrics added, from the PNGs in `folder`."""
     ok = [k for k, r in records.items() if r["status"] == "ok"]
@@ -98,8 +97,8 @@ def measure(
     if not ok:
         return records
     images = np.stack([pngs[k][0] for k in ok])
-    on_renders = channel_means(params, model, layer, images)  # (image, channel)
-    on_crops = channel_means(params, model, layer, crops).max(axis=0)  # (channel,)
+    on_renders = channel_means(params, network, layer, images)  # (image, channel)
+    on_crops = channel_means(params, network, layer, crops).max(axis=0)  # (channel,)
     strongest = on_renders.argmax(axis=0)  # per channel: which rendered image excites it most
     for row, k in enumerate(ok):
         channel = int(k)
@@ -119,10 +118,8 @@ def measure_job(job, params, records: dict) -> None:
     """Measure every rendered filter of a job's folder (see measure), logging a summary."""
     reference = job.metrics.get("reference")
     crops = reference_crops(os.path.expanduser(reference) if reference else None)
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    model = VGG16(width_divisor=divisor)
     start = time.perf_counter()
-    measure(job.out_dir, records, params, model, job.layer.name, crops)
+    measure(job.out_dir, records, params, job.network, job.layer.name, crops)
     ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
     if ok:
         log.info(
@@ -138,16 +135,15 @@ def measure_job(job, params, records: dict) -> None:
 
 def measure_classes(job, params, records: dict) -> None:
     """Each class image's logit and softmax probability, on the PNG read back from disk."""
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    model = VGG16(width_divisor=divisor)
+    network = job.network
     ok = [k for k, r in records.items() if r["status"] == "ok"]
     pngs = {k: read_png(os.path.join(job.out_dir, records[k]["file"])) for k in ok}
     ok = [k for k in ok if pngs[k] is not None]
     for k in records:
-        records[k]["class_name"] = class_name(int(k))
+        records[k]["class_name"] = class_name(int(k), network.labels)
     if not ok:
         return
-    logits = channel_means(params, model, "predictions", np.stack([pngs[k][0] for k in ok]))
+    logits = channel_means(params, network, network.head, np.stack([pngs[k][0] for k in ok]))
     probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
     for row, k in enumerate(ok):
         records[k] |= {

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from render.atlas import best_order
 from render.errors import UserError
 from render.figures import FORMATS, compose_figure, save_figure, tile_labels
 from render.files import read_json, read_png
 from render.models.layers import LAYER_NAMES
+from render.tiles import best_order
 
 METADATA = "metadata.json"
 

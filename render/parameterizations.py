@@ -1,7 +1,8 @@
 """Image parameterizations: what the optimizer changes, and how it becomes a network input.
 
-Each maps a batch of parameters to caffe-space images (B, H, W, 3) and back, so octaves and
-blurring can move between sizes and spaces: `to_caffe(from_caffe(x)) == x`.
+Each maps a batch of parameters to network-input images (B, H, W, 3) through the network's
+input convention, and back, so octaves and blurring can move between sizes and spaces:
+`to_input(from_input(x)) == x`. Styles optimize RGB pixels; the convention maps them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from render.models.preprocess import caffe_deprocess, caffe_preprocess
+from render.models.network import CONVENTIONS, Convention
 
 # Lucid's square root of ImageNet's RGB colour correlation (via SVD), columns scaled to max 1:
 # parameterizing in this basis decorrelates colour, so steps move along natural colour axes.
@@ -22,22 +23,30 @@ COLOR_BASIS = _COLOR_SQRT / np.max(np.linalg.norm(_COLOR_SQRT, axis=0))
 
 @dataclass(frozen=True)
 class Pixels:
-    """The 2016 post's parameterization: the caffe-space pixels themselves, from gray + noise."""
+    """The 2016 post's parameterization: pixels, from gray + noise.
+
+    param is the network input in units of one pixel level (input / the convention's scale), so
+    a step of 1 moves a pixel by one level whatever the convention (for caffe, param == input).
+    """
 
     gray: float = 128.0
     noise: float = 20.0
+    convention: Convention = CONVENTIONS["caffe"]
+
+    def _scale(self) -> jax.Array:
+        return jnp.asarray(self.convention.scale, jnp.float32)
 
     def init(self, keys: jax.Array, size: int) -> jax.Array:
         def one(key):
             return self.gray + self.noise * jax.random.uniform(key, (size, size, 3), jnp.float32)
 
-        return caffe_preprocess(jax.vmap(one)(keys))
+        return self.convention.to_input(jax.vmap(one)(keys)) / self._scale()
 
-    def to_caffe(self, param: jax.Array) -> jax.Array:
-        return param
+    def to_input(self, param: jax.Array) -> jax.Array:
+        return param * self._scale()
 
-    def from_caffe(self, images: jax.Array) -> jax.Array:
-        return images
+    def from_input(self, images: jax.Array) -> jax.Array:
+        return images / self._scale()
 
 
 def _frequency_scale(size: int, decay: float) -> jax.Array:
@@ -57,6 +66,7 @@ class FourierColor:
 
     decay: float = 1.0  # frequency-decay power of the prior
     init_std: float = 0.01
+    convention: Convention = CONVENTIONS["caffe"]
 
     def init(self, keys: jax.Array, size: int) -> jax.Array:
         shape = (2, size, size // 2 + 1, 3)
@@ -71,12 +81,12 @@ class FourierColor:
     def to_rgb01(self, param: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(self._logits(param))
 
-    def to_caffe(self, param: jax.Array) -> jax.Array:
-        return caffe_preprocess(255.0 * self.to_rgb01(param))
+    def to_input(self, param: jax.Array) -> jax.Array:
+        return self.convention.to_input(255.0 * self.to_rgb01(param))
 
-    def from_caffe(self, images: jax.Array) -> jax.Array:
+    def from_input(self, images: jax.Array) -> jax.Array:
         size = images.shape[1]
-        rgb01 = jnp.clip(caffe_deprocess(images) / 255.0, 1e-4, 1 - 1e-4)
+        rgb01 = jnp.clip(self.convention.to_rgb(images) / 255.0, 1e-4, 1 - 1e-4)
         logits = jnp.log(rgb01) - jnp.log1p(-rgb01)
         decorrelated = logits @ jnp.asarray(np.linalg.inv(COLOR_BASIS.T)) * 4.0
         spectrum = jnp.fft.rfft2(decorrelated, axes=(1, 2))

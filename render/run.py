@@ -30,8 +30,6 @@ from render.errors import UserError
 from render.figures import write_atlases
 from render.files import read_json, read_png, write_json, write_png
 from render.metrics import measure_classes, measure_job
-from render.models.layers import CONV_LAYERS
-from render.models.vgg import VGG16
 from render.objectives import for_job
 from render.settings import Job
 from render.styles import build_style
@@ -124,8 +122,8 @@ def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
         record["losses_end"] = [float(v) for v in losses_end]
     if not (np.isfinite(losses_end).all() and np.isfinite(images).all()):
         return record | {"status": "nonfinite"}
-    if loss_end <= 0:
-        return record | {"status": "dead"}  # never left zero activation: no image to show
+    if job.objective == "filters" and loss_end == 0:
+        return record | {"status": "dead"}  # a ReLU channel that never fired: no image to show
     name = png_name(job.layer.name, k)
     text = {
         "render:key": job.key,
@@ -134,7 +132,10 @@ def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
         "render:loss": f"{loss_end:.6g}",
         "Software": f"render {__version__}",
     }
-    strip = np.concatenate([to_uint8(image, job.style["display"]) for image in images], axis=1)
+    convention = job.network.convention
+    strip = np.concatenate(
+        [to_uint8(image, job.style["display"], convention) for image in images], axis=1
+    )
     write_png(os.path.join(job.out_dir, name), strip, text)
     return record | {"status": "ok", "file": name}
 
@@ -156,6 +157,7 @@ def render_layer(job: Job, params, settings: dict) -> dict:
         if not isinstance(meta, dict) or meta.get("key") != job.key:
             meta = {"key": job.key, "layer": job.layer.name, "filters": {}}
         meta |= {"settings": settings, "versions": versions()}
+        meta |= {"model": job.network.name, "layer_index": job.layer.index}
         records = meta["filters"]
         done = finished_filters(job, records)
         todo = [k for k in job.filters if k not in done]
@@ -178,13 +180,15 @@ def render_layer(job: Job, params, settings: dict) -> dict:
 
 
 def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done: int) -> None:
-    divisor = job.weights_info.width_divisor if job.weights_info else 1
-    batch = job.batch_size or auto_batch_size(job.layer, job.size, len(todo), divisor)
-    batch = fit_batch(batch, len(todo))
+    # the batch shape of a fresh run, even when resuming a few filters: XLA's arithmetic may
+    # differ between batch shapes, and pixels must not depend on what was already on disk
+    network, wanted = job.network, len(job.filters)
+    batch = fit_batch(
+        job.batch_size or auto_batch_size(network, job.layer, job.size, wanted), wanted
+    )
     loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
-    model = VGG16(width_divisor=divisor, precision=job.precision)
-    objective = for_job(model, job.objective, job.layer.name, job.class_output)
-    style = build_style(job.style, job.step_size)
+    objective = for_job(network, job.objective, job.layer.name, job.class_output)
+    style = build_style(job.style, job.step_size, network.convention)
     params = replicate_over_devices(params)
     copies = style.diversity
 
@@ -194,13 +198,15 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
 
     features = None
     if copies > 1:  # diversity compares the images' features one layer below the target
-        below = (
-            "block5_conv3" if job.layer.kind == "dense" else CONV_LAYERS[job.layer.index - 1].name
-        )
-        if job.layer.index == 0:
+        below = [
+            layer.name
+            for layer in network.layers[: job.layer.index]
+            if layer.visualizable and layer.kind == "conv"
+        ]
+        if not below:
             features = lambda params, images: images  # noqa: E731
         else:
-            features = lambda params, images: model.apply(params, images, upto=below)  # noqa: E731
+            features = lambda params, images: network.features(params, images, below[-1])  # noqa: E731
 
     def compiled(batch):
         targets, keys = batch_of(todo[:batch], batch)

@@ -20,10 +20,10 @@ from render.dream import (
     objective_terms,
 )
 from render.errors import UserError
-from render.models.download import imagenet_weights
-from render.models.layers import TOP_INPUT_SIZE, Layer, UnknownLayerError, get_conv_layer, get_layer
-from render.models.vgg import PRECISIONS
-from render.models.weights import WeightsError, WeightsInfo, load_weights
+from render.models.layers import vgg_table
+from render.models.network import Layer, Network, UnknownLayerError, conv_layer, find_layer
+from render.models.vgg import ARCHITECTURES, PRECISIONS, VGGNetwork
+from render.networks import file_identity, load_network, model_folder, model_identity
 from render.ranges import parse_indices
 from render.styles import check_style
 
@@ -38,10 +38,10 @@ MAX_STEP_SIZE = 1e4
 
 @dataclass(frozen=True)
 class Job:
+    network: Network
     layer: Layer
     filters: list[int]
-    weights_path: str | None  # None for weights=random
-    weights_info: WeightsInfo | None
+    weights_path: str | None  # VGG weights file; None for weights=random and other models
     size: int
     steps: int
     step_size: float
@@ -60,8 +60,7 @@ class Job:
 
     @property
     def channels(self) -> int:
-        divisor = self.weights_info.width_divisor if self.weights_info else 1
-        return self.layer.channels // divisor
+        return self.layer.channels
 
 
 def _whole(cfg: DictConfig, key: str, value=None) -> int:
@@ -71,38 +70,54 @@ def _whole(cfg: DictConfig, key: str, value=None) -> int:
     return value
 
 
-def _layer(cfg: DictConfig) -> Layer:
+def _layer(cfg: DictConfig, network: Network) -> Layer:
     if cfg.objective == "class":
-        return get_layer("predictions")
+        if network.head is None:
+            raise UserError(
+                f"objective=class needs a model with a dense head: {network.name} has none"
+            )
+        return find_layer(network.layers, network.head)
     try:
-        return get_conv_layer(cfg.layer, "filter rendering")
+        return conv_layer(network.layers, cfg.layer, "filter rendering")
     except UnknownLayerError as err:
         raise UserError(str(err)) from None
 
 
+def _network(cfg: DictConfig) -> Network:
+    """The configured network without its weights read (VGG: shapes checked only)."""
+    return load_network(cfg, need_top=cfg.objective == "class", read=False).network
+
+
+def layer_name(cfg: DictConfig) -> str:
+    """The canonical name of `layer` (a 2016 alias named as Keras names it)."""
+    if cfg.objective == "class":
+        return "classes"
+    if cfg.model.name in ARCHITECTURES:
+        return find_layer(vgg_table(ARCHITECTURES[cfg.model.name]), cfg.layer).name
+    return find_layer(_network(cfg).layers, cfg.layer).name
+
+
 def image_size(cfg: DictConfig):
-    """size=auto is 224 for class objectives (the fully connected top's input), else 128."""
+    """size=auto: the head's input for class objectives (224 for VGG), else VGG's 128 or the
+    model's own input size."""
     if cfg.size != "auto":
         return cfg.size
-    return TOP_INPUT_SIZE if cfg.objective == "class" else 128
+    if cfg.model.name in ARCHITECTURES:
+        return 224 if cfg.objective == "class" else 128
+    return _network(cfg).input_size
 
 
 def weights_id(spec: str) -> str:
     """What identifies the weights in the run key: a file by its path, size and date."""
     if spec in ("imagenet", "random"):
         return spec
-    path = os.path.abspath(os.path.expanduser(spec))
-    try:
-        stat = os.stat(path)
-        return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
-    except OSError:
-        return path
+    return file_identity(spec)
 
 
 def run_key(cfg: DictConfig) -> str:
     """Hash of every setting that changes the images (not batch size, loop or output options)."""
     settings = {
-        "layer": _layer(cfg).name,
+        "layer": "predictions" if cfg.objective == "class" else layer_name(cfg),
         "weights": weights_id(str(cfg.weights)),
         "size": image_size(cfg),
         "steps": cfg.steps,
@@ -116,6 +131,11 @@ def run_key(cfg: DictConfig) -> str:
         settings["style"].pop("diversity_weight", None)
     if cfg.objective == "class":  # filter runs keep the keys they had before classes existed
         settings |= {"objective": cfg.objective, "class_output": cfg.class_output}
+    if model_identity(cfg) is not None:  # vgg16 runs keep the keys they had before models
+        settings["model"] = model_identity(cfg)
+        if cfg.model.name in ("keras", "flax"):
+            settings["layer"] = layer_name(cfg) if cfg.objective != "class" else "head"
+            settings.pop("weights")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -136,16 +156,26 @@ def run_dir(cfg: DictConfig) -> str:
         )
         return f"dream/{layers}-{dream_key(cfg)[:8]}"
     try:
-        layer = "classes" if cfg.objective == "class" else get_layer(cfg.layer).name
-        key = run_key(cfg)[:8]
-    except UnknownLayerError:
-        layer, key = "unknown-layer", "none"  # never used: validation refuses the run first
-    return f"{layer}/{cfg.style.name}-{image_size(cfg)}px-seed{cfg.seed}-{key}"
+        layer, key, size = layer_name(cfg), run_key(cfg)[:8], image_size(cfg)
+        model = model_folder(cfg)
+    except (UnknownLayerError, UserError):
+        # never used: validation refuses the run first
+        layer, key, size, model = "unknown-layer", "none", cfg.size, None
+    folder = f"{layer}/{cfg.style.name}-{size}px-seed{cfg.seed}-{key}"
+    return f"{model}/{folder}" if model else folder
+
+
+def sweep_layers(cfg: DictConfig) -> str:
+    """The model's own conv layers, in its order, as a Hydra sweep (sweep=all)."""
+    layers = _network(cfg).layers if cfg.model.name not in ARCHITECTURES else None
+    layers = layers or VGGNetwork(cfg.model.name).layers
+    return ",".join(layer.name for layer in layers if layer.visualizable and layer.kind == "conv")
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("render_dir"):
         OmegaConf.register_new_resolver("render_dir", lambda *, _root_: run_dir(_root_))
+        OmegaConf.register_new_resolver("render_layers", lambda *, _root_: sweep_layers(_root_))
 
 
 def _writable_root(root: str) -> None:
@@ -176,46 +206,32 @@ def _check_output(output: DictConfig) -> None:
         raise UserError(f"output.dpi={output.dpi} is invalid: use a whole number from 10 to 4800")
 
 
-def weights_file(cfg: DictConfig, need_top: bool = False) -> str | None:
-    """The weights file to load (downloading the official one if needed); None for random."""
-    spec = str(cfg.weights)
-    try:
-        if spec == "random":
-            return None
-        if spec == "imagenet":
-            return imagenet_weights(need_top, cfg.cache_dir, cfg.weights_url)
-    except WeightsError as err:
-        raise UserError(str(err)) from None
-    return os.path.abspath(os.path.expanduser(spec))
-
-
-def inspect_weights(
-    cfg: DictConfig, need_top: bool = False
-) -> tuple[str | None, WeightsInfo | None]:
-    """The weights file (fetched if needed) and its checked shapes; (None, None) for random."""
-    path = weights_file(cfg, need_top)
-    if path is None:
-        return None, None
-    try:
-        return path, load_weights(path, need_top=need_top, read=False)[1]
-    except WeightsError as err:
-        raise UserError(str(err)) from None
-
-
 def make_job(cfg: DictConfig) -> Job:
     """Check every setting; fetch and inspect the weights (shapes only)."""
-    layer = _layer(cfg)
     is_class = cfg.objective == "class"
+    if cfg.model.name in ARCHITECTURES and not is_class:  # a typo must not wait for a download
+        try:
+            conv_layer(vgg_table(ARCHITECTURES[cfg.model.name]), cfg.layer, "filter rendering")
+        except UnknownLayerError as err:
+            raise UserError(str(err)) from None
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     size = image_size(cfg)
-    if size != TOP_INPUT_SIZE and is_class:
+    if is_class and cfg.model.name in ARCHITECTURES and size != 224:
         raise UserError(
-            f"objective=class needs size={TOP_INPUT_SIZE} (the fully connected top's input) "
-            "or size=auto"
+            "objective=class needs size=224 (the fully connected top's input) or size=auto"
         )
     if cfg.class_output not in ("logit", "softmax"):
         raise UserError(f"class_output={cfg.class_output} is invalid: use logit or softmax")
     size = _whole(cfg, "size", size)
     steps, seed = _whole(cfg, "steps"), _whole(cfg, "seed")
+    network = None if cfg.model.name in ARCHITECTURES else _network(cfg)
+    if network is not None and is_class and network.fixed_size and size != network.input_size:
+        raise UserError(
+            f"objective=class needs size={network.input_size} (the input size {network.name}'s "
+            "head was built for) or size=auto"
+        )
+    layer = _layer(cfg, network or VGGNetwork(cfg.model.name))
     if size < layer.stride:
         raise UserError(
             f"size={size} leaves no spatial map at {layer.name} (it sees 1/{layer.stride} of "
@@ -237,27 +253,28 @@ def make_job(cfg: DictConfig) -> Job:
     batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")
     if cfg.loop not in ("auto",) + LOOPS:
         raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     _check_output(cfg.output)
     reference = cfg.metrics.reference
     if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
         raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
     _writable_root(cfg.output.root)
     # everything cheap first: a typo must not wait for a download
-    full_width = str(cfg.weights) in ("imagenet", "random")
+    full_width = network is not None or str(cfg.weights) in ("imagenet", "random")
+    labels = () if network is None else network.labels
     if is_class:
-        filters = parse_classes(cfg.classes)
+        filters = parse_classes(cfg.classes, labels, layer.channels)
     elif full_width:
         filters = parse_indices(cfg.filters, layer.channels)
-    path, info = inspect_weights(cfg, need_top=is_class)
+    loaded = load_network(cfg, need_top=is_class, read=False)
+    network = loaded.network
+    layer = _layer(cfg, network)
     if not is_class and not full_width:
-        filters = parse_indices(cfg.filters, layer.channels // info.width_divisor)
+        filters = parse_indices(cfg.filters, layer.channels)
     return Job(
+        network=network,
         layer=layer,
         filters=filters,
-        weights_path=path,
-        weights_info=info,
+        weights_path=loaded.weights_path,
         size=size,
         steps=steps,
         step_size=float(step_size),
@@ -280,8 +297,7 @@ def make_job(cfg: DictConfig) -> Job:
 class DreamJob:
     settings: DreamSettings
     photos: list[str]
-    weights_path: str | None
-    weights_info: WeightsInfo | None
+    network: Network
     precision: str
     max_side: int | None
     out_dir: str
@@ -306,11 +322,12 @@ def make_dream_job(cfg: DictConfig) -> DreamJob:
         raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     _writable_root(cfg.output.root)
     check_settings(settings)
-    objective_terms(settings)  # names and full-width filter ranges, before any download
-    path, info = inspect_weights(cfg)
-    objective_terms(settings, info.width_divisor if info else 1)
+    if cfg.model.name in ARCHITECTURES:  # names and full-width filter ranges, before any download
+        objective_terms(settings, VGGNetwork(cfg.model.name))
+    network = _network(cfg)
+    objective_terms(settings, network)
     out_dir = os.path.join(cfg.output.root, run_dir(cfg))
-    return DreamJob(settings, photos, path, info, cfg.precision, max_side, out_dir)
+    return DreamJob(settings, photos, network, cfg.precision, max_side, out_dir)
 
 
 def prepare(cfg: DictConfig) -> Job | DreamJob:

@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from render.models.network import CONVENTIONS, Convention
 from render.parameterizations import FourierColor, Pixels
 from render.transforms import RandomAffine
 
@@ -60,16 +61,21 @@ class Style:
         return list(zip(sizes, counts, strict=True))
 
 
-def build_style(cfg: dict, step_size: float) -> Style:
-    """The Style named by a `style` config node (see conf/style/*.yaml)."""
+def build_style(
+    cfg: dict, step_size: float, convention: Convention = CONVENTIONS["caffe"]
+) -> Style:
+    """The Style named by a `style` config node (see conf/style/*.yaml), for a network whose
+    input follows `convention`."""
     if cfg["parameterization"] == "pixels":
-        parameterization = Pixels(cfg.get("gray", 128.0), cfg.get("noise", 20.0))
+        parameterization = Pixels(cfg.get("gray", 128.0), cfg.get("noise", 20.0), convention)
     else:
-        parameterization = FourierColor(cfg.get("decay", 1.0), cfg.get("init_std", 0.01))
+        parameterization = FourierColor(
+            cfg.get("decay", 1.0), cfg.get("init_std", 0.01), convention
+        )
     transform = None
     if cfg.get("transforms"):
         t = cfg["transforms"]
-        transform = RandomAffine(t["pad"], t["jitter"], t["scale"], t["rotate"])
+        transform = RandomAffine(t["pad"], t["jitter"], t["scale"], t["rotate"], convention)
     return Style(
         name=cfg["name"],
         parameterization=parameterization,

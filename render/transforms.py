@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.ndimage import map_coordinates
 
-from render.models.preprocess import caffe_preprocess
+from render.models.network import CONVENTIONS, Convention
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class RandomAffine:
     jitter: int = 8  # pixels of random shift, each way
     scale: float = 0.1  # random zoom in [1 - scale, 1 + scale]
     rotate: float = 10.0  # random rotation in [-rotate, rotate] degrees
+    convention: Convention = CONVENTIONS["caffe"]  # of the images: where mid-gray lies
 
     def output_size(self, size: int) -> int:
         return size + 2 * self.pad - self.jitter
@@ -34,9 +35,9 @@ class RandomAffine:
         return jnp.concatenate([shift, zoom[None], angle[None]])
 
     def apply_one(self, image: jax.Array, draw: jax.Array) -> jax.Array:
-        """Resample one caffe-space image (H, W, 3) through the transform `draw`."""
+        """Resample one network-input image (H, W, 3) through the transform `draw`."""
         size, out = image.shape[0], self.output_size(image.shape[0])
-        gray = caffe_preprocess(jnp.full((3,), 127.5, jnp.float32))
+        gray = self.convention.to_input(jnp.full((3,), 127.5, jnp.float32))
         centre_out, centre_in = (out - 1) / 2, (size - 1) / 2
         ys, xs = jnp.meshgrid(
             jnp.arange(out) - centre_out, jnp.arange(out) - centre_out, indexing="ij"

@@ -1,9 +1,12 @@
 import json
+import os
 
 import pytest
 
 from render.bench import main, step_flops
-from render.models.layers import CONV_LAYERS, get_layer
+from render.models.layers import CONV_LAYERS, VGG19_BLOCKS, get_layer, vgg_table
+
+os.environ["KERAS_BACKEND"] = "jax"  # before anything imports keras
 
 
 def test_flop_count_matches_the_whole_network_figure():
@@ -13,6 +16,14 @@ def test_flop_count_matches_the_whole_network_figure():
     # block1_conv2: conv1_1 + conv1_2 at 128 px, forward and backward
     assert step_flops(get_layer("conv1_2"), 128) == 2 * 2 * 128 * 128 * 9 * (3 * 64 + 64 * 64)
     assert step_flops(get_layer("conv1_2"), 128, 1) < step_flops(get_layer("conv1_2"), 128) / 15
+
+
+def test_flop_count_follows_vgg19s_own_table():
+    """VGG19's 16 convolutions at 224 px: 19.5 G multiply-adds forward."""
+    table = vgg_table(VGG19_BLOCKS)
+    last = [layer for layer in table if layer.kind == "conv"][-1]
+    assert last.name == "block5_conv4"
+    assert step_flops(last, 224, table=table) / 4 == pytest.approx(19.5e9, rel=2e-3)
 
 
 def test_benchmark_prints_and_writes_json(tmp_path, capsys):
@@ -127,6 +138,12 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
         (["--loop", "gpu"], "--loop gpu: use one of auto, python, device"),
         (["--batch", "4,0"], "--batch 0: use auto or positive whole numbers"),
         (["--layers", "conv9_1"], "conv9_1"),
+        (["--model", "resnet50"], "--model resnet50: use one of vgg16, vgg19, keras"),
+        (["--model", "keras"], "--model keras needs --model-file PATH"),
+        (["--preprocess", "tf"], "--preprocess is for --model keras"),
+        (["--model", "keras", "--model-file", "/no/such.keras"], "no such file"),
+        (["--filters", "65", "--layers", "block1_conv1"], "block1_conv1 has 64 filters"),
+        (["--steps", "0"], "--steps 0: use a positive whole number"),
     ],
 )
 def test_benchmark_rejects_bad_options_in_one_line(args, message):
@@ -149,3 +166,67 @@ def test_device_check_without_a_cpu_backend_says_how_to_get_one(monkeypatch):
     assert str(exit.value) == (
         "render.devicecheck: error: no CPU backend for the reference: add cpu to JAX_PLATFORMS"
     )
+
+
+@pytest.fixture(scope="module")
+def chain_file(tmp_path_factory):
+    """A tiny plain chain of layers, built and saved by Keras."""
+    keras = pytest.importorskip("keras")
+    keras.utils.set_random_seed(0)
+    layers = keras.layers
+    model = keras.Sequential(
+        [
+            keras.Input((None, None, 3)),
+            layers.Conv2D(8, 3, padding="same", activation="relu", name="block1_conv1"),
+            layers.MaxPooling2D(2, name="block1_pool"),
+            layers.Conv2D(16, 3, padding="same", activation="relu", name="block2_conv1"),
+        ]
+    )
+    path = tmp_path_factory.mktemp("chain") / "tiny.keras"
+    model.save(path)
+    return str(path)
+
+
+@pytest.mark.parametrize("backend", ["chain", "keras"])
+def test_benchmark_runs_a_keras_file_through_the_network_interface(
+    chain_file, backend, tmp_path, capsys
+):
+    out = tmp_path / "bench.json"
+    argv = ["--model", "keras", "--model-file", chain_file, "--preprocess", "unit"]
+    argv += ["--keras-backend", backend, "--layers", "block1_conv1,block2_conv1"]
+    argv += ["--filters", "3", "--size", "16", "--steps", "2", "--repeats", "1", "--json", str(out)]
+    main(argv)
+    printed = capsys.readouterr().out
+    assert "model: keras:tiny.keras; FLOPs by XLA's cost analysis" in printed
+    assert "total fp32: 6 filters" in printed
+    rows = json.loads(out.read_text())
+    assert [r["layer"] for r in rows] == ["block1_conv1", "block2_conv1"]
+    for r in rows:
+        assert (r["model"], r["network"], r["keras_backend"]) == (
+            "keras",
+            "keras:tiny.keras",
+            backend,
+        )
+        assert r["model_file"] == chain_file and r["preprocess"] == "unit"
+        assert r["filters_per_s"] > 0 and r["flops_source"] == "xla"
+        assert r["channel_selection"] == (backend == "chain")
+        assert r["nominal_gflops"] > 0 and r["executed_gflops"] > 0
+    # block1_conv1 renders one image per batch, so no padding: the chain computes 1 of its 8
+    # channels, Keras all of them
+    first = rows[0]
+    if backend == "chain":
+        assert first["executed_gflops"] < 0.9 * first["nominal_gflops"]
+    else:
+        assert first["executed_gflops"] == pytest.approx(first["nominal_gflops"], rel=1e-2)
+
+
+def test_benchmark_on_a_keras_file_refuses_vgg_precisions(chain_file):
+    argv = ["--model", "keras", "--model-file", chain_file, "--preprocess", "unit"]
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--precision", "bf16"])
+    assert str(exit.value) == (
+        "render.bench: error: --precision bf16: use fp32 with --model keras (tf32 and bf16 are VGG's)"
+    )
+    with pytest.raises(SystemExit) as exit:
+        main([*argv, "--layers", "block1_pool,block9_conv1"])
+    assert str(exit.value).startswith("render.bench: error: unknown layer 'block9_conv1'")

@@ -9,8 +9,8 @@ from test_render import job_for
 from render.ascent import image_keys
 from render.files import read_png
 from render.metrics import channel_means
-from render.model_io import load_params
-from render.models.vgg import VGG16
+from render.models.vgg import VGG16, VGGNetwork
+from render.networks import load_params
 from render.parameterizations import Pixels
 from render.run import render_layer
 
@@ -46,7 +46,9 @@ def test_chosen_logit_rises_more_than_the_others(rendered):
     before = np.asarray(model.apply(params, start, upto="predictions"))
     files = [f"{job.out_dir}/{meta['filters'][str(k)]['file']}" for k in classes]
     images = np.stack([read_png(f)[0] for f in files])
-    after = channel_means(params, model, "predictions", images)  # measured on the saved PNGs
+    after = channel_means(
+        params, VGGNetwork(width_divisor=16), "predictions", images
+    )  # measured on the saved PNGs
     rise = after - before
     for row, k in enumerate(classes):
         record = meta["filters"][str(k)]

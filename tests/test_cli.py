@@ -191,7 +191,7 @@ BAD_INPUTS |= {
     ),
 }
 BAD_WEIGHTS = {
-    "vgg19": "has layer 'block3_conv4', which VGG16 does not: is it a VGG19, a ResNet or another network?",
+    "vgg19": "has layer 'block3_conv4', which VGG16 does not: VGG19 weights? use model=vgg19",
     "shape": "layer block4_conv1 has kernel shape (3, 3, 16, 3), VGG16 needs (3, 3, 16, 32)",
     "truncated": "truncated or damaged",
     "text": "is not an HDF5 file: expected Keras VGG16 weights (.h5)",

@@ -13,7 +13,7 @@ import render.models.download as download
 from render.models.weights import WeightsError
 
 PAYLOAD = os.urandom(200_000)
-FNAME = download.KERAS_FILES[False][0]
+FNAME = download.KERAS_FILES["vgg16", False][0]
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -48,7 +48,7 @@ def isolated(tmp_path, monkeypatch):
     """An empty home (no ~/.keras) and the fixture payload's md5 as the official one."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     md5 = hashlib.md5(PAYLOAD).hexdigest()
-    monkeypatch.setitem(download.KERAS_FILES, False, (FNAME, md5))
+    monkeypatch.setitem(download.KERAS_FILES, ("vgg16", False), (FNAME, md5))
 
 
 def test_good_download_lands_in_cache(server, tmp_path):
@@ -92,3 +92,16 @@ def test_keras_models_folder_is_respected(tmp_path):
     assert download.imagenet_weights(False, str(tmp_path / "cache"), "http://127.0.0.1:9") == str(
         keras / FNAME
     )
+
+
+def test_vgg19_files_use_their_own_names_and_checksums(server, tmp_path):
+    """model=vgg19 fetches Keras' VGG19 files through the same code, checked by their md5."""
+    cache = tmp_path / "cache"
+    assert download.KERAS_FILES["vgg19", False] == (
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "253f8cb515780f3b799900260a226db6",
+    )
+    assert download.KERAS_FILES["vgg19", True][1] == "cbe5617147190e668d6c5d5026f83318"
+    with pytest.raises(WeightsError, match="is corrupt \\(md5 mismatch\\)"):  # not the real file
+        download.imagenet_weights(False, str(cache), f"{server}/good", "vgg19")
+    assert not cache.exists() or os.listdir(cache) == []

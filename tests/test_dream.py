@@ -22,9 +22,10 @@ from render.dream import (
 from render.errors import UserError
 from render.files import read_png
 from render.models.preprocess import caffe_preprocess
-from render.models.vgg import VGG16
+from render.models.vgg import VGG16, VGGNetwork
 
 MODEL = VGG16(width_divisor=16)
+NETWORK = VGGNetwork(width_divisor=16)
 LAYERS = {"block5_conv1": 1.0, "conv4_3": 0.5}  # a Keras name and a 2016 alias
 FAST = {"steps": 4, "step_size": 0.02}
 
@@ -65,11 +66,11 @@ def save(path, image: np.ndarray) -> str:
 def test_dream_keeps_size_and_raises_objective(params, octaves):
     photo = make_photo(48, 40)
     settings = DreamSettings(LAYERS, octaves=octaves, **FAST)
-    out, losses = dream(params, MODEL, photo, settings)
+    out, losses = dream(params, NETWORK, photo, settings)
     assert out.shape == photo.shape and out.dtype == np.uint8
     assert np.abs(out.astype(int) - photo).mean() > 1.0
     before = reference_objective(params, photo, LAYERS)
-    assert dream_objective(params, MODEL, photo, settings) == pytest.approx(before, rel=1e-4)
+    assert dream_objective(params, NETWORK, photo, settings) == pytest.approx(before, rel=1e-4)
     assert reference_objective(params, out, LAYERS) > 2 * before
     assert len(losses["start"]) == len(losses["end"]) == octaves
     assert losses["shape"][-1] == (48, 40)
@@ -81,7 +82,7 @@ def test_dream_keeps_size_and_raises_objective(params, octaves):
 def test_dream_takes_float_photos_and_stops_at_the_loss_ceiling(params):
     photo = make_photo(48, 40)
     settings = DreamSettings(LAYERS, octaves=1, max_loss=0.0, **FAST)
-    out, losses = dream(params, MODEL, photo.astype(np.float32), settings)
+    out, losses = dream(params, NETWORK, photo.astype(np.float32), settings)
     assert losses["steps"] == [0]  # the very first loss is above the ceiling
     np.testing.assert_array_equal(out, photo)
 
@@ -90,28 +91,28 @@ def test_filters_mode_with_jitter(params):
     photo = make_photo(40, 56, seed=1)
     filters = {"block4_conv1": [1, 5]}
     settings = DreamSettings({}, filters=filters, octaves=1, jitter=3, **FAST)
-    out, losses = dream(params, MODEL, photo, settings)
+    out, losses = dream(params, NETWORK, photo, settings)
     assert out.shape == photo.shape
     before = reference_objective(params, photo, filters=filters)
-    assert dream_objective(params, MODEL, photo, settings) == pytest.approx(before, rel=1e-4)
+    assert dream_objective(params, NETWORK, photo, settings) == pytest.approx(before, rel=1e-4)
     assert reference_objective(params, out, filters=filters) > 2 * before
 
 
 def test_minimum_size_is_exact(params, tmp_path):
     settings = DreamSettings({"block5_conv1": 1.0}, octaves=2, steps=1)
-    assert minimum_side(settings) == 23  # 23 / 1.4 -> 16 px: one block5 pixel; 22 -> 15
-    out, losses = dream(params, MODEL, make_photo(23, 24), settings)
+    assert minimum_side(settings, NETWORK) == 23  # 23 / 1.4 -> 16 px: one block5 pixel; 22 -> 15
+    out, losses = dream(params, NETWORK, make_photo(23, 24), settings)
     assert out.shape == (23, 24, 3) and losses["shape"][0] == (16, 17)
-    assert minimum_side(DreamSettings({"block5_conv1": 1.0}, octaves=3)) == 32
-    assert minimum_side(DreamSettings({"conv3_1": 1.0}, octaves=1)) == 4
+    assert minimum_side(DreamSettings({"block5_conv1": 1.0}, octaves=3), NETWORK) == 32
+    assert minimum_side(DreamSettings({"conv3_1": 1.0}, octaves=1), NETWORK) == 4
     path = save(tmp_path / "small.png", make_photo(22, 60))
     with pytest.raises(UserError) as err:
-        read_photo(path, settings)
+        read_photo(path, settings, network=NETWORK)
     message = str(err.value)
     assert path in message and "at least 23 px" in message and "60x22" in message
     assert "\n" not in message
     with pytest.raises(UserError, match="at least 23 px"):
-        dream(params, MODEL, make_photo(22, 60), settings)
+        dream(params, NETWORK, make_photo(22, 60), settings)
 
 
 def test_read_photo_errors(tmp_path):
@@ -156,7 +157,7 @@ def test_bad_settings_are_user_errors(params):
     }
     for expected, settings in cases.items():
         with pytest.raises(UserError, match=expected):
-            dream(params, MODEL, photo, settings)
+            dream(params, NETWORK, photo, settings)
 
 
 def test_expand_inputs(tmp_path):
@@ -195,7 +196,7 @@ def test_dream_files_reports_the_bad_one_and_writes_the_rest(params, tmp_path):
     (folder / "broken.jpg").write_text("this is text\n")
     settings = DreamSettings(LAYERS, octaves=1, **FAST)
     out_dir = tmp_path / "out"
-    results = dream_files(params, MODEL, expand_inputs(str(folder)), settings, str(out_dir))
+    results = dream_files(params, NETWORK, expand_inputs(str(folder)), settings, str(out_dir))
     assert [os.path.basename(p) for p, _ in results] == ["broken.jpg", "one.png", "two.jpg"]
     errors = dict(results)
     assert errors[str(folder / "broken.jpg")] == (

@@ -5,9 +5,11 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from render.atlas import stitch
@@ -20,6 +22,7 @@ from render.figures import (
     tile_labels,
     title_height,
     upscale,
+    write_atlases,
 )
 from render.overview import main as overview_main
 
@@ -321,3 +324,81 @@ def test_overview_error_is_one_line_without_traceback(tmp_path):
         f"render.overview: error: no folder {tmp_path / 'nope'}: "
         "pass the output root of render runs (e.g. outputs)\n"
     )
+
+
+# --- dataset examples under the atlas tiles ---------------------------------------------------
+
+
+def atlas_job(folder, **output):
+    """What write_atlases reads of a job: the output settings as conf/ composes them."""
+    defaults = OmegaConf.load(
+        os.path.join(os.path.dirname(__file__), "..", "conf", "output", "default.yaml")
+    )
+    settings = OmegaConf.to_container(defaults) | {"margin": 1, "cols": 3} | output
+    layer = types.SimpleNamespace(name="block1_conv1")
+    return types.SimpleNamespace(
+        out_dir=str(folder), layer=layer, objective="filters", size=8, output=settings
+    )
+
+
+def write_examples_json(folder, layer, patches):
+    """examples.json with one solid 64 px patch PNG per colour: {filter: [colour, ...]}."""
+    (folder / "examples").mkdir()
+    filters = {}
+    for k, colors in patches.items():
+        entries = []
+        for rank, color in enumerate(colors):
+            png = f"examples/{layer}_{k:04d}_patch{rank}.png"
+            Image.fromarray(solid(color, (64, 64))).save(folder / png)
+            entries.append({"file": "p.jpg", "box": [0, 0, 9, 9], "activation": 1.0, "png": png})
+        filters[str(k)] = {"photos": [], "patches": entries}
+    (folder / "examples.json").write_text(json.dumps({"layer": layer, "filters": filters}))
+
+
+@pytest.fixture
+def examples_run(tmp_path):
+    """block1_conv1 with 8 px tiles; filter 1 has no examples, filter 2 is dead but has some."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    records = {}
+    for k, color in enumerate([RED, GREEN, None]):
+        name = f"block1_conv1_{k:04d}.png" if color else None
+        if color:
+            Image.fromarray(solid(color, (8, 8))).save(folder / name)
+        records[str(k)] = {"file": name, "loss_end": 1.0 + k if color else 0.0}
+    write_examples_json(folder, "block1_conv1", {0: [BLUE, YELLOW, CYAN, ORANGE, OLD], 2: [CYAN]})
+    return folder, records
+
+
+def read_atlas(folder):
+    with Image.open(folder / "atlas.png") as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def test_atlas_puts_each_filters_top_patches_under_its_tile(examples_run):
+    folder, records = examples_run
+    write_atlases(atlas_job(folder, examples=True), records)
+    atlas = read_atlas(folder)
+    side = 8 // 4  # four patches under a square tile
+    assert atlas.shape == (1 + 8 + 2 + side + 1, 1 + 3 * (8 + 1), 3)
+    row = 1 + 8 + 2  # below the tile and a 2 px gap
+    for c, (tile, patches) in enumerate(
+        [(RED, [BLUE, YELLOW, CYAN, ORANGE]), (GREEN, []), (None, [CYAN])]
+    ):
+        x = 1 + c * 9
+        assert (atlas[1:9, x : x + 8] == (tile or (0, 0, 0))).all()
+        assert (atlas[9:row, x : x + 8] == 0).all()
+        for i in range(4):
+            color = patches[i] if i < len(patches) else (0, 0, 0)  # the fifth patch: no room
+            assert (atlas[row : row + side, x + i * side : x + (i + 1) * side] == color).all()
+    with Image.open(folder / "best.png") as img:
+        assert img.size == (1 + 2 * 9, 1 + 8 + 2 + side + 1)  # the live filters, rows too
+
+
+def test_atlas_has_no_patch_rows_when_off_or_for_another_layer(examples_run):
+    folder, records = examples_run
+    write_atlases(atlas_job(folder), records)
+    assert read_atlas(folder).shape == (10, 28, 3)
+    (folder / "examples.json").write_text(json.dumps({"layer": "block2_conv1", "filters": {}}))
+    write_atlases(atlas_job(folder, examples=True), records)
+    assert read_atlas(folder).shape == (10, 28, 3)

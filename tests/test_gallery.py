@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
-from render.gallery import layer_order, main, write_gallery
+from render.gallery import find_runs, layer_order, main, write_gallery
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -26,8 +26,9 @@ RUN = "chollet2016-8px-seed0-1a2b3c4d"
 LOSSES_1 = [3.0, 1.0, 5.0, 0.0, 2.0]
 
 
-def fake_run(root, layer, losses, dead=(), nonfinite=(), extra=None, size=8):
-    """A run folder as render.run writes it: one PNG per live filter and metadata.json."""
+def fake_run(root, layer, losses, dead=(), nonfinite=(), extra=None, size=8, top=None):
+    """A run folder as render.run writes it: one PNG per live filter and metadata.json (with
+    `top` added at its top level)."""
     folder = root / layer / RUN
     folder.mkdir(parents=True)
     filters = {}
@@ -36,13 +37,32 @@ def fake_run(root, layer, losses, dead=(), nonfinite=(), extra=None, size=8):
         if k in dead or k in nonfinite:
             record["status"] = "dead" if k in dead else "nonfinite"
         else:
-            name = f"{layer}_{k:04d}.png"
+            name = f"{layer.split('/')[-1]}_{k:04d}.png"
             Image.new("RGB", (size, size), (40 * k % 256, 90, 160)).save(folder / name)
             record |= {"file": name, "status": "ok"}
         filters[str(k)] = record | (extra or {}).get(k, {})
-    meta = {"key": "1a2b3c4d", "layer": layer, "settings": {}, "versions": {}, "filters": filters}
+    meta = {"key": "1a2b3c4d", "layer": layer.split("/")[-1], "settings": {}, "versions": {}}
+    meta |= {"filters": filters} | (top or {})
     (folder / "metadata.json").write_text(json.dumps(meta))  # NaN written as render.run does
     return folder
+
+
+def fake_examples(folder, layer, filter_, photos=2, patches=2):
+    """examples.json and its PNGs, as render.examples writes them, for one filter."""
+    (folder / "examples").mkdir(exist_ok=True)
+    record = {"photos": [], "patches": []}
+    for kind, count, side in (("photo", photos, 96), ("patch", patches, 64)):
+        for rank in range(count):
+            png = f"examples/{layer}_{filter_:04d}_{kind}{rank}.png"
+            Image.new("RGB", (side, side), (200, 30 * rank, 60)).save(folder / png)
+            entry = {"file": f"photos/{kind}{rank}.jpg", "activation": 9.5 - rank, "png": png}
+            if kind == "patch":
+                entry |= {"box": [0, 2, 5, 7], "position": [0, 1]}
+            record[f"{kind}es" if kind == "patch" else f"{kind}s"].append(entry)
+    examples = {"layer": layer, "model": "vgg16", "size": 224, "photos_seen": 50}
+    examples |= {"unreadable": [], "filters": {str(filter_): record}}
+    (folder / "examples.json").write_text(json.dumps(examples))
+    return record
 
 
 @pytest.fixture
@@ -155,6 +175,56 @@ def test_layers_sort_in_network_order():
     ]
 
 
+def test_layers_follow_the_recorded_layer_index_then_their_names(tmp_path):
+    fake_run(tmp_path, "mixed_5b", [1.0], top={"model": "inception", "layer_index": 7})
+    fake_run(tmp_path, "conv1", [1.0], top={"model": "inception", "layer_index": 0})
+    fake_run(tmp_path, "block1_conv2", [1.0], top={"model": "vgg16", "layer_index": 1})
+    fake_run(tmp_path, "vgg19/block4_conv4", [1.0], top={"model": "vgg19", "layer_index": 11})
+    fake_run(tmp_path, "vgg19/block1_conv1", [1.0], top={"model": "vgg19", "layer_index": 0})
+    fake_run(tmp_path, "block2_conv1", [1.0])  # rendered before layer_index was recorded
+    fake_run(tmp_path, "block1_conv1", [1.0])
+    fake_run(tmp_path, "zeta", [1.0])
+    assert [layer for layer, _ in find_runs(str(tmp_path))] == [
+        "conv1",
+        "mixed_5b",
+        "block1_conv2",
+        "vgg19/block1_conv1",
+        "vgg19/block4_conv4",
+        "block1_conv1",
+        "block2_conv1",
+        "zeta",
+    ]
+    write_gallery(str(tmp_path))
+    nested = page_path(tmp_path, "vgg19/block1_conv1")
+    for link, target in links(nested):  # one folder deeper: the links still resolve
+        assert os.path.isfile(target), f"{nested}: {link}"
+    text = nested.read_text()
+    assert 'href="../../../index.html" rel="index"' in text
+    assert f'href="../../../vgg19/block4_conv4/{RUN}/index.html" rel="next"' in text
+    assert f'href="../../../block1_conv2/{RUN}/index.html" rel="prev"' in text
+    assert f'href="vgg19/block1_conv1/{RUN}/index.html"' in (tmp_path / "index.html").read_text()
+
+
+def test_examples_are_embedded_when_their_pngs_exist(root):
+    folder = root / "block1_conv1" / RUN
+    record = fake_examples(folder, "block1_conv1", 4)
+    os.remove(folder / record["patches"][1]["png"])
+    data = json.loads((folder / "examples.json").read_text())
+    data["filters"]["9"] = record  # no such filter in the run: dropped
+    (folder / "examples.json").write_text(json.dumps(data))
+    fake_examples(root / "block2_conv1" / RUN, "block5_conv3", 0)  # another layer's: ignored
+    write_gallery(str(root))
+    shown = embedded(page_path(root, "block1_conv1"))["examples"]
+    assert list(shown) == ["4"]
+    assert shown["4"]["photos"] == [
+        {k: e[k] for k in ("png", "activation", "file")} for e in record["photos"]
+    ]
+    assert shown["4"]["patches"] == [
+        {k: e[k] for k in ("png", "activation", "file", "box")} for e in record["patches"][:1]
+    ]
+    assert embedded(page_path(root, "block2_conv1"))["examples"] == {}
+
+
 def test_command_prints_the_overview_and_fails_in_one_line_on_a_missing_root(
     root, tmp_path, capsys
 ):
@@ -263,3 +333,29 @@ def test_a_page_of_512_filters_renders_quickly(tmp_path, page):
     assert seconds < 5, f"512 tiles took {seconds:.1f} s to load and sort"
     order = tile_order(page)
     assert sorted(order) == list(range(512)) and order[:3] == [7, 0, 37]
+
+
+def test_large_view_shows_the_filters_top_photos_and_patches(root, page):
+    fake_examples(root / "block1_conv1" / RUN, "block1_conv1", 4, photos=3, patches=2)
+    write_gallery(str(root))
+    page.goto(page_path(root, "block1_conv1").as_uri())
+    page.click('.tile[data-filter="4"]')
+    rows = page.locator("#view .examples")
+    assert rows.count() == 2
+    assert rows.nth(0).locator("h3").text_content().startswith("top photos")
+    assert rows.nth(1).locator("h3").text_content().startswith("top patches")
+    photos, patches = rows.nth(0).locator("img"), rows.nth(1).locator("img")
+    assert photos.count() == 3 and patches.count() == 2
+    assert photos.first.get_attribute("src") == "examples/block1_conv1_0004_photo0.png"
+    assert photos.first.get_attribute("title") == "photos/photo0.jpg"
+    assert patches.first.get_attribute("title") == "photos/patch0.jpg box 0, 2, 5, 7"
+    assert rows.nth(0).locator("figcaption").all_text_contents() == ["9.500", "8.500", "7.500"]
+    widths = page.eval_on_selector_all(
+        "#view .examples img",
+        "imgs => Promise.all(imgs.map(i => i.decode().then(() => i.naturalWidth)))",
+    )
+    assert widths == [96, 96, 96, 64, 64]  # every PNG found and decoded
+    last = patches.last.bounding_box()
+    assert last["width"] == 72 and last["y"] + last["height"] <= 800  # on screen beside the image
+    page.keyboard.press("ArrowRight")  # filter 0 has no examples
+    assert rows.count() == 0 and page.locator("#view.with-examples").count() == 0

@@ -4,7 +4,7 @@ from PIL import Image
 
 from render.errors import UserError
 from render.metrics import channel_means, measure, reference_crops
-from render.models.vgg import VGG16
+from render.models.vgg import VGGNetwork
 
 
 def test_shipped_reference_crops():
@@ -30,7 +30,7 @@ def test_reference_folder_without_photos(tmp_path):
 
 def test_measure_ratio_and_best_stimulus(params, tmp_path):
     """Two filters; filter 0's image is the crop that excites it most, so the ratio is 1."""
-    model = VGG16(width_divisor=16)
+    model = VGGNetwork(width_divisor=16)
     p = {"params": params}
     crops = reference_crops()[:6]
     acts = channel_means(p, model, "block2_conv1", crops)

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from render.atlas import best_order, grid_shape, stitch
 from render.errors import UserError
 from render.ranges import parse_indices
+from render.tiles import best_order, grid_shape, stitch
 
 
 @pytest.mark.parametrize(
@@ -66,3 +66,4 @@ def test_best_order_sorts_by_loss_and_drops_zero():
     losses = {0: 1.0, 1: 0.0, 2: 5.0, 3: 3.0, 4: 5.0}
     assert best_order(losses, 10) == [2, 4, 3, 0]
     assert best_order(losses, 2) == [2, 4]
+    assert best_order({0: -2.0, 1: 0.0, 2: -1.0}, 10) == [2, 0]  # class logits may be negative

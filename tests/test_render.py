@@ -7,9 +7,9 @@ import pytest
 
 from render.cli import compose_config
 from render.files import read_json, read_png
-from render.model_io import load_params
 from render.models.preprocess import caffe_preprocess
 from render.models.vgg import VGG16
+from render.networks import load_params
 from render.run import render_layer
 from render.settings import make_job, register_resolvers
 

@@ -14,7 +14,7 @@ from fixtures import fixture_params, write_keras
 from test_render import job_for
 
 from render.errors import UserError
-from render.model_io import load_params
+from render.networks import load_params
 from render.run import render_layer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

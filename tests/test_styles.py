@@ -8,7 +8,7 @@ from omegaconf import OmegaConf
 
 from render.ascent import compile_ascent, gaussian_blur, image_keys
 from render.cli import CONF_DIR
-from render.models.vgg import VGG16, redirected_relu
+from render.models.vgg import VGGNetwork, redirected_relu
 from render.objectives import channel_mean
 from render.parameterizations import FourierColor, Pixels
 from render.styles import build_style, check_style
@@ -24,9 +24,9 @@ def style_config(name, **changes):
 
 def test_fourier_parameterization_round_trips():
     par = FourierColor()
-    images = par.to_caffe(par.init(KEYS, 24) * 40)  # a spread of colours and frequencies
+    images = par.to_input(par.init(KEYS, 24) * 40)  # a spread of colours and frequencies
     assert images.shape == (4, 24, 24, 3)
-    np.testing.assert_allclose(par.to_caffe(par.from_caffe(images)), images, atol=2e-3)
+    np.testing.assert_allclose(par.to_input(par.from_input(images)), images, atol=2e-3)
 
 
 def test_fourier_images_are_valid_pixels_with_decaying_spectrum():
@@ -41,7 +41,7 @@ def test_pixels_start_is_2016_gray_plus_noise():
     images = Pixels().init(KEYS, 8)
     rgb = np.asarray(images)[..., ::-1] + np.array([123.68, 116.779, 103.939])
     assert rgb.min() >= 128 and rgb.max() < 148
-    assert Pixels().from_caffe(images) is images
+    np.testing.assert_array_equal(Pixels().from_input(images), images)  # caffe: pixel units
 
 
 def test_affine_identity_and_output_size():
@@ -82,7 +82,7 @@ def test_redirected_relu_revives_a_silent_unit_only_when_on():
 
 @pytest.fixture(scope="module")
 def setup(params):
-    model = VGG16(width_divisor=16)
+    model = VGGNetwork(width_divisor=16)
     return {"params": params}, channel_mean(model, "block3_conv1")
 
 

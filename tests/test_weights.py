@@ -136,7 +136,7 @@ def _not_hdf5(path, params):
 BAD_FILES = {
     "vgg19": (
         _vgg19,
-        "has layer 'block5_conv4', which VGG16 does not: is it a VGG19, a ResNet or another network? Pass VGG16 weights",
+        "has layer 'block5_conv4', which VGG16 does not: VGG19 weights? use model=vgg19",
     ),
     "resnet": (_resnet, "has layer 'conv1_conv', which VGG16 does not"),
     "shape": (

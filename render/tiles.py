@@ -36,6 +36,7 @@ def stitch(
 
 
 def best_order(losses: dict[int, float], count: int) -> list[int]:
-    """The `count` indices with the highest loss, highest first; zero losses never qualify."""
-    alive = [k for k, loss in losses.items() if loss > 0]
+    """The `count` indices with the highest loss, highest first; a loss of exactly zero (a ReLU
+    channel that never fired) never qualifies, a negative one (a class logit) may."""
+    alive = [k for k, loss in losses.items() if loss != 0]
     return sorted(alive, key=lambda k: (-losses[k], k))[:count]
