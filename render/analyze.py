@@ -35,7 +35,8 @@ import numpy as np
 from PIL import Image
 
 from render.errors import UserError
-from render.files import read_json, read_png, write_atomic, write_png
+from render.files import read_png, write_atomic, write_png
+from render.runs import METADATA, read_metadata
 from render.tiles import stitch
 
 PROG = "render.analyze"
@@ -257,14 +258,14 @@ def load_run(folder: str) -> tuple[str, dict[int, np.ndarray]]:
         raise UserError(
             f"no such folder: {folder}: give the folder of one render run, <root>/<layer>/<run>/"
         )
-    meta_path = os.path.join(folder, "metadata.json")
+    meta_path = os.path.join(folder, METADATA)
     if not os.path.exists(meta_path):
         raise UserError(
-            f"no metadata.json in {folder}: give the folder of one render run, "
+            f"no {METADATA} in {folder}: give the folder of one render run, "
             "<root>/<layer>/<run>/, where the filter images are"
         )
-    meta = read_json(meta_path)
-    if not isinstance(meta, dict) or not isinstance(meta.get("filters"), dict):
+    meta = read_metadata(folder, warn=False)
+    if meta is None:
         raise UserError(f"{meta_path} is damaged or has no 'filters' table: render the run again")
     layer = str(meta.get("layer") or os.path.basename(os.path.dirname(os.path.abspath(folder))))
     images: dict[int, np.ndarray] = {}

@@ -46,8 +46,8 @@ from render.errors import UserError
 from render.files import read_json, write_atomic, write_json, write_png
 from render.metrics import PHOTO_SUFFIXES, SHIPPED_CROPS, reference_crops
 from render.models.network import Layer, Network
+from render.runs import EXAMPLES, METADATA
 
-EXAMPLES = "examples.json"
 STATE = "examples_state.npz"
 FOLDER = "examples"  # PNGs, inside the run folder
 THUMBNAIL = 96  # photo PNG side
@@ -569,7 +569,7 @@ def run(argv: list[str]) -> str:
 
 def _refresh_gallery(cfg, out_dir: str) -> None:
     """Rewrite the gallery pages when the run has been rendered, so they show the examples."""
-    if not os.path.isfile(os.path.join(out_dir, "metadata.json")):
+    if not os.path.isfile(os.path.join(out_dir, METADATA)):
         print(
             f"render.examples: note: nothing rendered in {out_dir} yet; the settings of a render "
             "command (size, steps, style, ...) put the examples beside its images",

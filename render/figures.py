@@ -24,12 +24,12 @@ from PIL import Image, ImageDraw, ImageFont
 
 from render.errors import UserError
 from render.files import png_bytes, read_json, read_png, write_atomic
+from render.runs import EXAMPLES
 from render.tiles import best_order, grid_shape
 
 log = logging.getLogger("render")
 Color = tuple[int, int, int]
 FORMATS = {".png": "PNG", ".pdf": "PDF"}
-EXAMPLES = "examples.json"  # written by render.examples
 EXAMPLES_PER_ROW = 4  # patches under a square tile; a strip of n images gets n times as many
 EXAMPLE_GAP = 2  # pixels between a tile and its row of patches
 

@@ -20,9 +20,9 @@ from PIL import Image
 
 from render.errors import UserError
 from render.files import read_json, write_atomic
+from render.runs import EXAMPLES, layer_order, read_metadata
+from render.runs import find_runs as runs_below
 
-METADATA = "metadata.json"  # the name render.run writes
-EXAMPLES = "examples.json"  # the name render.examples writes
 EXAMPLE_KEYS = ("png", "activation", "file", "box")  # what the large view shows of each
 INDEX = "index.html"
 NOT_METRICS = {"filter", "seed"}  # numeric fields that are identities, not measurements
@@ -30,45 +30,19 @@ THUMBNAILS = 6
 DEFAULT_SIZE = (128, 128)
 
 
-def layer_order(name: str, meta: dict | None = None) -> tuple:
-    """Sort key of a layer folder: by the model and `layer_index` its metadata records; else
-    VGG names in network order (block1_conv1..block5_conv3); else by name, last.
-
-    Parsed from the name rather than read from models.layers, which would import JAX.
-    """
-    index = meta.get("layer_index") if isinstance(meta, dict) else None
-    if is_number(index):
-        return (0, str(meta.get("model") or ""), index, 0, name)
-    match = re.fullmatch(r"(?:.*/)?block(\d+)_conv(\d+)", name)
-    return (1, "", int(match[1]), int(match[2]), name) if match else (2, "", 0, 0, name)
-
-
 def find_runs(root: str) -> list[tuple[str, str]]:
-    """(layer, run) of every <root>/<layer>/<run>/metadata.json, and of every
-    <root>/<model>/<layer>/<run>/metadata.json as ("<model>/<layer>", run), in network order."""
-    runs = []
-    for layer in _folders(root):
-        for run in _folders(os.path.join(root, layer)):
-            if os.path.isfile(os.path.join(root, layer, run, METADATA)):
-                runs.append((layer, run))
-                continue
-            for inner in _folders(os.path.join(root, layer, run)):
-                if os.path.isfile(os.path.join(root, layer, run, inner, METADATA)):
-                    runs.append((f"{layer}/{run}", inner))
+    """(layer, run) of every run below root, the layer being the path between them (e.g.
+    "block5_conv2" or "vgg19/block5_conv4"), in network order."""
+    runs = [
+        (os.path.relpath(os.path.dirname(folder), root), os.path.basename(folder))
+        for folder in runs_below(root)
+    ]
     keys: dict[str, tuple] = {}
     for layer, run in runs:  # a layer's place: the smallest key of its runs
-        meta = read_json(os.path.join(root, layer, run, METADATA))
+        meta = read_metadata(os.path.join(root, layer, run), warn=False)
         key = layer_order(layer, meta)
         keys[layer] = min(keys.get(layer, key), key)
     return sorted(runs, key=lambda r: (keys[r[0]], r[1]))
-
-
-def _folders(path: str) -> list[str]:
-    try:
-        names = os.listdir(path)
-    except OSError:
-        return []
-    return [n for n in names if not n.startswith(".") and os.path.isdir(os.path.join(path, n))]
 
 
 def is_number(value) -> bool:
@@ -84,8 +58,8 @@ def json_safe(value):
 
 def load_run(folder: str) -> dict | None:
     """The run's records in filter order, its numeric metrics and tile size; None if unreadable."""
-    meta = read_json(os.path.join(folder, METADATA))
-    if not isinstance(meta, dict) or not isinstance(meta.get("filters"), dict):
+    meta = read_metadata(folder, warn=False)
+    if meta is None:
         return None
     records, found = [], set()
     for record in meta["filters"].values():

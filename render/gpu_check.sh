@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The throughput issue's GPU check as one time-boxed command (render/BENCHMARKS.md, "GPU"):
+# The GPU check as one time-boxed command (render/BENCHMARKS.md, "GPU"):
 #
 #   bash render/gpu_check.sh OUT_FOLDER
 #

@@ -20,11 +20,10 @@ from PIL import Image
 
 from render.errors import UserError
 from render.figures import FORMATS, compose_figure, save_figure, tile_labels
-from render.files import read_json, read_png
-from render.models.layers import LAYER_NAMES
+from render.files import read_png
+from render.runs import METADATA, layer_order, read_metadata
+from render.runs import find_runs as runs_below
 from render.tiles import best_order
-
-METADATA = "metadata.json"
 
 
 @dataclass(frozen=True)
@@ -36,28 +35,23 @@ class Row:
     tiles: list[np.ndarray]
 
 
-def network_rank(layer: str) -> tuple[int, str]:
-    """Sort key: network order for known layers, then unknown names alphabetically."""
-    return (LAYER_NAMES.index(layer), "") if layer in LAYER_NAMES else (len(LAYER_NAMES), layer)
-
-
 def find_runs(root: str, match: str | None = None) -> dict[str, list[str]]:
-    """{layer: [run folders holding metadata.json]} below root, run names containing `match`."""
+    """{layer: [run folders]} below root in network order (the layer being the path between,
+    e.g. vgg19/block5_conv4), run names containing `match`."""
     if not os.path.isdir(root):
         raise UserError(f"no folder {root}: pass the output root of render runs (e.g. outputs)")
     runs: dict[str, list[str]] = {}
-    for layer in sorted(os.listdir(root), key=network_rank):
-        layer_dir = os.path.join(root, layer)
-        if not os.path.isdir(layer_dir):
-            continue
-        for run in sorted(os.listdir(layer_dir)):
-            path = os.path.join(layer_dir, run)
-            if os.path.isfile(os.path.join(path, METADATA)) and (not match or match in run):
-                runs.setdefault(layer, []).append(path)
+    for folder in runs_below(root):
+        if not match or match in os.path.basename(folder):
+            runs.setdefault(os.path.relpath(os.path.dirname(folder), root), []).append(folder)
     if not runs:
         which = f" whose name contains {match!r}" if match else ""
         raise UserError(f"no runs{which} in {root}: expected {root}/<layer>/<run>/{METADATA}")
-    return runs
+    order = {
+        layer: min(layer_order(layer, read_metadata(folder, warn=False)) for folder in folders)
+        for layer, folders in runs.items()
+    }
+    return {layer: runs[layer] for layer in sorted(runs, key=order.__getitem__)}
 
 
 def newest(run_dirs: list[str]) -> str:
@@ -78,7 +72,7 @@ def ranked_filters(meta) -> tuple[list[int], dict[int, float]]:
 
 def load_row(layer: str, run_dir: str, count: int) -> Row | None:
     """The layer's best tiles read from disk; None when the run has no usable tile."""
-    meta = read_json(os.path.join(run_dir, METADATA))
+    meta = read_metadata(run_dir, warn=False)
     ranked, losses = ranked_filters(meta)
     indices, tiles = [], []
     for k in ranked:

@@ -13,7 +13,7 @@ from fixtures import fixture_params, write_keras
 import render.files
 from render.__main__ import main
 from render.errors import UserError
-from render.files import write_atomic
+from render.files import read_png, write_atomic
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,6 +77,10 @@ def test_multirun_gives_each_layer_its_own_folder(weight_files, tmp_path, launch
     for layer in ("block1_conv1", "block2_conv1"):
         (folder,) = (tmp_path / layer).iterdir()
         assert (folder / f"{layer}_0001.png").exists() and (folder / "metadata.json").exists()
+    # the sweep's callback leaves the whole-network figure and the gallery in place
+    overview = read_png(str(tmp_path / "overview.png"))[0]
+    assert overview.shape[0] > 2 * 16  # a row per layer
+    assert "block2_conv1" in (tmp_path / "index.html").read_text()
 
 
 def test_bad_input_in_a_real_process_is_one_line(tmp_path):

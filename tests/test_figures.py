@@ -12,7 +12,6 @@ import pytest
 from omegaconf import OmegaConf
 from PIL import Image
 
-from render.atlas import stitch
 from render.errors import UserError
 from render.figures import (
     compose_figure,
@@ -25,6 +24,7 @@ from render.figures import (
     write_atlases,
 )
 from render.overview import main as overview_main
+from render.tiles import stitch
 
 MARGIN_COLOR = (0, 0, 80)
 EMPTY = (1, 2, 3)

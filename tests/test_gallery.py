@@ -10,7 +10,8 @@ from urllib.parse import unquote
 import pytest
 from PIL import Image
 
-from render.gallery import find_runs, layer_order, main, write_gallery
+from render.gallery import find_runs, main, write_gallery
+from render.runs import layer_order
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -181,17 +182,17 @@ def test_layers_follow_the_recorded_layer_index_then_their_names(tmp_path):
     fake_run(tmp_path, "block1_conv2", [1.0], top={"model": "vgg16", "layer_index": 1})
     fake_run(tmp_path, "vgg19/block4_conv4", [1.0], top={"model": "vgg19", "layer_index": 11})
     fake_run(tmp_path, "vgg19/block1_conv1", [1.0], top={"model": "vgg19", "layer_index": 0})
-    fake_run(tmp_path, "block2_conv1", [1.0])  # rendered before layer_index was recorded
+    fake_run(tmp_path, "block2_conv1", [1.0])  # schema 1: VGG16 runs, read as such
     fake_run(tmp_path, "block1_conv1", [1.0])
     fake_run(tmp_path, "zeta", [1.0])
     assert [layer for layer, _ in find_runs(str(tmp_path))] == [
         "conv1",
         "mixed_5b",
+        "block1_conv1",
         "block1_conv2",
+        "block2_conv1",
         "vgg19/block1_conv1",
         "vgg19/block4_conv4",
-        "block1_conv1",
-        "block2_conv1",
         "zeta",
     ]
     write_gallery(str(tmp_path))
@@ -201,7 +202,7 @@ def test_layers_follow_the_recorded_layer_index_then_their_names(tmp_path):
     text = nested.read_text()
     assert 'href="../../../index.html" rel="index"' in text
     assert f'href="../../../vgg19/block4_conv4/{RUN}/index.html" rel="next"' in text
-    assert f'href="../../../block1_conv2/{RUN}/index.html" rel="prev"' in text
+    assert f'href="../../../block2_conv1/{RUN}/index.html" rel="prev"' in text
     assert f'href="vgg19/block1_conv1/{RUN}/index.html"' in (tmp_path / "index.html").read_text()
 
 
