@@ -183,6 +183,8 @@ def parse_classes(
 
 def _parse_own(spec, labels: tuple[str, ...] | None, count: int) -> list[int]:
     """parse_classes for a head of the user's own: names from its labels file, or indices."""
+    if isinstance(spec, str) and spec.strip().lower() == "all":
+        return list(range(count))
     parts = [spec] if isinstance(spec, bool | int) else None
     if parts is None:
         parts = spec.split(",") if isinstance(spec, str) else [str(item) for item in spec]
@@ -199,6 +201,8 @@ def _parse_own(spec, labels: tuple[str, ...] | None, count: int) -> list[int]:
     normalized = [_normalize(name) for name in labels]
     indices: set[int] = set()
     for part in parts:
+        if isinstance(part, str) and part.strip().lower() == "all":
+            return list(range(count))
         if not (isinstance(part, str) and _LETTER.search(part)):
             indices.update(parse_indices(part, count, _WHAT))
             continue

@@ -127,3 +127,12 @@ def test_class_name_out_of_range():
         class_name(1000)
     with pytest.raises(UserError, match="index -1 is out of range"):
         class_name(-1)
+
+
+def test_own_labels_take_names_indices_and_all():
+    labels = ("glioma", "meningioma", "notumor", "pituitary")
+    assert parse_classes("all", labels, 4) == [0, 1, 2, 3]
+    assert parse_classes("all", None, 4) == [0, 1, 2, 3]
+    assert parse_classes(["pituitary", 0], labels, 4) == [0, 3]
+    assert parse_classes("Glioma,2", labels, 4) == [0, 2]
+    assert parse_classes("1-2", None, 4) == [1, 2]
