@@ -182,9 +182,7 @@ def load_weights(
                 hint = f"{other.upper()} weights? use model={other}"
             else:
                 hint = f"a model of your own? use model=keras model.file={path}"
-            raise WeightsError(
-                f"{path} has layer '{foreign[0]}', which {network} does not: {hint}"
-            )
+            raise WeightsError(f"{path} has layer '{foreign[0]}', which {network} does not: {hint}")
         missing = [layer.name for layer in CONV_LAYERS if layer.name not in found]
         if missing:
             raise WeightsError(

@@ -26,25 +26,31 @@ log = logging.getLogger("render")
 
 @hydra.main(config_path=CONF_DIR, config_name=CONFIG_NAME, version_base="1.3")
 def task(cfg: DictConfig) -> None:
+    from render.distributed import join
     from render.gallery import write_gallery
     from render.model_io import enable_compilation_cache
     from render.networks import load_network
-    from render.run import render_layer
-    from render.settings import DreamJob, prepare
+    from render.run import render_layer, render_objectives
+    from render.settings import DreamJob, ObjectivesJob, prepare
 
     logging.getLogger("jax").setLevel(logging.WARNING)  # backend probing is not news
     try:
+        join(cfg)  # a job launched in a process of its own (e.g. on SLURM)
         enable_compilation_cache(cfg.cache_dir)
         job = prepare(cfg)
-        need_top = getattr(job, "objective", None) == "class"
+        need_top = getattr(job, "need_top", False)  # class objectives, expressions reading the top
         params = load_network(cfg, need_top=need_top).params
         if isinstance(job, DreamJob):
             failed = dream_photos(job, params)
             if failed:
                 sys.exit(1)
             return
-        render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
-        if cfg.examples.photos is not None:  # the photos that drive each filter, beside it
+        if isinstance(job, ObjectivesJob):
+            render_objectives(job, params, OmegaConf.to_container(cfg, resolve=True))
+        else:
+            render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
+        examples = cfg.examples.photos is not None and not isinstance(job, ObjectivesJob)
+        if examples:  # the photos that drive each filter, beside it
             from hydra.core.hydra_config import HydraConfig
 
             from render.examples import run

@@ -182,6 +182,37 @@ class Direction(Term):
 
 
 @_pytree
+class Match(Term):
+    """Lucid's caricature (dot_compare): the mean over positions of a . t, where a and t are the
+    activation vectors of the image and of a target (a photo's activations (H, W, C), resized
+    to the layer's map when they differ) at the same position, times
+    max(0.1, cos(a, t)) ** cosine_power over the whole maps when the power is positive
+    (cos = a . t / (sqrt(|a|^2 + eps^2) sqrt(|t|^2 + eps^2)), eps = 1e-4, as in `Direction`)."""
+
+    kind: ClassVar[str] = "match"
+    ranks: ClassVar[dict[str, int]] = {"target": 3}
+    layer: str = _static()
+    target: jax.Array
+    cosine_power: float = _static(default=0.0)
+
+    def __call__(self, acts, images):
+        x = acts[self.layer]
+        if x.ndim != 4:
+            raise ValueError(f"match needs a spatial layer; {self.layer} has no positions")
+        target = self.target
+        if target.shape[1:] != x.shape[1:]:
+            target = jax.image.resize(target, (target.shape[0], *x.shape[1:]), "linear")
+        value = _mean_per_image(jnp.sum(x * target, axis=-1))
+        if self.cosine_power:
+            eps = 1e-4
+            dot = jnp.sum(x * target, axis=(1, 2, 3))
+            norms = jnp.sqrt(jnp.sum(x * x, axis=(1, 2, 3)) + eps**2)
+            norms = norms * jnp.sqrt(jnp.sum(target * target, axis=(1, 2, 3)) + eps**2)
+            value = value * jnp.maximum(dot / norms, 0.1) ** self.cosine_power
+        return value
+
+
+@_pytree
 class TotalVariation(Term):
     """Mean absolute difference of vertical plus of horizontal neighbours, in input units."""
 
@@ -393,6 +424,12 @@ def direction(layer: str, vector, cosine_power: float = 0.0) -> Objective:
     """Mean over positions of activation . vector, optionally times a power of their cosine
     (see `Direction` for the formula); vector (C,), or (N, C): a stack."""
     return _leaf(Direction(layer, np.asarray(vector, np.float32), float(cosine_power)))
+
+
+def match(layer: str, target, cosine_power: float = 0.0) -> Objective:
+    """Caricature: how much the layer's activations agree, position by position, with a target
+    map (H, W, C), e.g. a photo's own activations (see `Match`); (N, H, W, C): a stack."""
+    return _leaf(Match(layer, np.asarray(target, np.float32), float(cosine_power)))
 
 
 def tv() -> Objective:

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from render.errors import UserError
+from render.errors import UserError, run_tool
 from render.files import read_png, write_atomic, write_png
 from render.runs import METADATA, read_metadata
 from render.tiles import stitch
@@ -416,17 +416,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        run_twins(args.folder, args.threshold, args.mirror, args.top)
-    except UserError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    return 0
+    run_tool(PROG, lambda: run_twins(args.folder, args.threshold, args.mirror, args.top) and 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

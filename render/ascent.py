@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import optax
 
 from render.objectives import Objective
-from render.styles import Style
+from render.styles import Style, lr_factor
 
 LOOPS = ("python", "device")
 
@@ -76,42 +76,92 @@ def penalties(style: Style, images: jax.Array) -> jax.Array:
     return total
 
 
-def make_step(objective: Objective, style: Style, features: Callable | None = None) -> Callable:
+def make_step(
+    objective: Objective,
+    style: Style,
+    features: Callable | None = None,
+    penalty: Callable | None = None,
+    steps: int = 1,
+) -> Callable:
     """step(params, (param, opt_state), targets, keys, i) -> (new state, loss per image).
 
-    `features(params, images)` feeds the diversity penalty when style.diversity > 1.
+    `features(params, images)` feeds the diversity penalty when style.diversity > 1;
+    `penalty(images)` (B,), on the untransformed images, is subtracted from the objective.
+    `steps` is the length of this ascent: the transform and the learning-rate schedule see the
+    progress i / (steps - 1) (0 at the first step, 1 at the last). A transform may return
+    several views per image (image-major): an image's loss is the mean over its views. With
+    style.transparency the state carries a third element, |d total / d image| summed over
+    channels and steps, (B, H, W).
     """
     to_input = style.parameterization.to_input
 
     def step(params, state, targets, keys, i):
-        param, opt_state = state
+        param, opt_state, *accumulated = state
+        fraction = i / max(steps - 1, 1)
 
-        def negative_total(param):
-            images = to_input(param)
+        def negative_total_of(images):
             view = images
             if style.transform is not None:
-                view = style.transform(images, jax.vmap(lambda k: jax.random.fold_in(k, i))(keys))
+                step_keys = jax.vmap(lambda k: jax.random.fold_in(k, i))(keys)
+                view = style.transform(images, step_keys, fraction)
+            views = view.shape[0] // images.shape[0]
             redirect = (
                 (i < style.redirect_steps).astype(jnp.float32) if style.redirect_steps else None
             )
-            losses = objective(params, view, targets, redirect)
-            penalty = penalties(style, images)
+            if views == 1:
+                losses = objective(params, view, targets, redirect)
+            else:  # several views per image: each scored for its image's target, then averaged
+                losses = objective(params, view, jnp.repeat(targets, views), redirect)
+                losses = losses.reshape(-1, views).mean(axis=1)
+            total_penalty = penalties(style, images)
+            if penalty is not None:
+                total_penalty = total_penalty + penalty(images)
             if style.diversity > 1:
                 similarity = diversity_penalty(features(params, view), style.diversity)
-                penalty = penalty + style.diversity_weight * similarity
-            return -(losses - penalty).sum(), losses
+                total_penalty = total_penalty + style.diversity_weight * similarity
+            return -(losses - total_penalty).sum(), losses
 
-        grads, losses = jax.grad(negative_total, has_aux=True)(param)
+        if style.transparency:  # the image's own gradient too: one backward pass, split
+            images, pullback = jax.vjp(to_input, param)
+            image_grads, losses = jax.grad(negative_total_of, has_aux=True)(images)
+            (grads,) = pullback(image_grads)
+            accumulated = [accumulated[0] + jnp.abs(image_grads).sum(axis=-1)]
+        else:
+            negative_total = lambda param: negative_total_of(to_input(param))  # noqa: E731
+            grads, losses = jax.grad(negative_total, has_aux=True)(param)
         updates, opt_state = style.optimizer.update(grads, opt_state, param)
+        if style.lr_schedule != "constant":
+            factor = lr_factor(style.lr_schedule, fraction, style.lr_final)
+            updates = jax.tree.map(lambda u: u * factor, updates)
         param = optax.apply_updates(param, updates)
         if style.blur_every:
             blur = lambda p: style.parameterization.from_input(  # noqa: E731
                 gaussian_blur(to_input(p), style.blur_sigma)
             )
             param = jax.lax.cond((i + 1) % style.blur_every == 0, blur, lambda p: p, param)
-        return (param, opt_state), losses
+        return (param, opt_state, *accumulated), losses
 
     return step
+
+
+def resize_images(images: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+    """(B, H, W, 3) images bilinearly resized to `shape`; unchanged when already that shape."""
+    if tuple(images.shape) == tuple(shape):
+        return images
+    return jax.image.resize(images, shape, "linear")
+
+
+def anchor_penalty(photo: jax.Array, weight: float, convention) -> Callable:
+    """penalty(images) (B,): weight * the mean square difference to `photo` (H, W, 3; network
+    input, resized to the images' size) in 0-1 pixel units: what pulls an ascent that starts
+    from a photo back towards it."""
+    scale = 255.0 * jnp.asarray(convention.scale, jnp.float32)
+
+    def penalty(images):
+        anchor = resize_images(jnp.asarray(photo, jnp.float32)[None], (1, *images.shape[1:]))
+        return weight * jnp.square((images - anchor) / scale).mean(axis=(1, 2, 3))
+
+    return penalty
 
 
 @dataclass
@@ -147,51 +197,82 @@ def compile_ascent(
     targets: jax.Array,
     keys: jax.Array,
     features: Callable | None = None,
+    start: jax.Array | None = None,
+    penalty: Callable | None = None,
 ) -> Ascent:
     """Compile every octave's ascent for batches shaped like `targets`.
 
-    run() returns (final network-input images, loss per image at the start, loss at the end);
-    the losses are the objective on the untransformed image.
+    run() returns (final network-input images, loss per image at the start, loss at the end):
+    both losses are the objective (without penalties) on the untransformed image at the final
+    size, by the same compiled function; the start is the initial image, upscaled to the final
+    size when octaves are used. `start` (B, size, size, 3) network-input images replace the
+    random start (resized to the first octave; the batch's keys still draw the transforms);
+    `penalty(images)` (B,) is subtracted from the objective at every step (see make_step).
+    With style.transparency run() returns a fourth element: |d total / d image| per pixel,
+    summed over channels and steps, (B, size, size) (MACO's transparency map).
     """
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
     donate = (1,)  # the image state: its buffers are reused for the next step's
-    step = make_step(objective, style, features)
     par = style.parameterization
-    start = time.perf_counter()
+    begun = time.perf_counter()
     plan = style.octave_plan(size, steps)
 
-    def fresh(param):
-        return (param, style.optimizer.init(param))
+    def fresh(param, carried=()):
+        return (param, style.optimizer.init(param), *carried)
 
     # compiled ahead of time on concrete examples, so the programs take the inputs' shardings
-    init = jax.jit(lambda keys: par.init(keys, plan[0][0])).lower(keys).compile()
+    if start is None:
+        init = jax.jit(lambda keys: par.init(keys, plan[0][0])).lower(keys).compile()
+    else:
+        first_shape = (start.shape[0], plan[0][0], plan[0][0], 3)
+        from_start = jax.jit(lambda start: par.from_input(resize_images(start, first_shape)))
+        from_start = from_start.lower(start).compile()
+        init = lambda keys: from_start(start)  # noqa: E731
+
+    def initial_images(param):  # the start as the network sees it at the final size
+        images = par.to_input(param)
+        return resize_images(images, (images.shape[0], size, size, 3))
+
     param = init(keys)
+    start_images = jax.jit(initial_images).lower(param).compile()
+    # style.transparency: |d total / d image| per pixel, carried through the steps (and octaves)
+    carried = (jnp.zeros((len(targets), plan[0][0], plan[0][0])),) if style.transparency else ()
+    to_images = jax.jit(par.to_input)  # for run(observe=...): compiled on first use
     stages, programs = [], []
     for octave, (_, octave_steps) in enumerate(plan):
-        begin = jax.jit(fresh).lower(param).compile()
+        step = make_step(objective, style, features, penalty, octave_steps)
+        begin = jax.jit(fresh).lower(param, carried).compile()
         if loop == "python":
             one = jax.jit(step, donate_argnums=donate)
-            one = one.lower(params, begin(param), targets, keys, 0).compile()
+            one = one.lower(params, begin(param, carried), targets, keys, 0).compile()
             programs.append(one)
 
-            def run_octave(params, param, targets, keys, one=one, begin=begin, n=octave_steps):
-                state, first = one(params, begin(param), targets, keys, 0)
+            def run_octave(
+                params, param, targets, keys, carried, watch, one=one, begin=begin, n=octave_steps
+            ):
+                state, first = one(params, begin(param, carried), targets, keys, 0)
+                watch(1, state[0])
                 for i in range(1, n):
                     state, _ = one(params, state, targets, keys, i)
-                return state[0], first
+                    watch(i + 1, state[0])
+                return state[0], first, state[2:]
 
         else:
 
-            def all_steps(params, param, targets, keys, n=octave_steps):
-                state, first = step(params, fresh(param), targets, keys, 0)
+            def all_steps(params, param, targets, keys, carried, n=octave_steps, step=step):
+                state, first = step(params, fresh(param, carried), targets, keys, 0)
                 body = lambda i, s: step(params, s, targets, keys, i)[0]  # noqa: E731
                 state = jax.lax.fori_loop(1, n, body, state)
-                return state[0], first
+                return state[0], first, state[2:]
 
-            run_octave = jax.jit(all_steps, donate_argnums=donate)
-            run_octave = run_octave.lower(params, param, targets, keys).compile()
-            programs.append(run_octave)
+            device_octave = jax.jit(all_steps, donate_argnums=donate)
+            device_octave = device_octave.lower(params, param, targets, keys, carried).compile()
+            programs.append(device_octave)
+
+            def run_octave(params, param, targets, keys, carried, watch, program=device_octave):
+                return program(params, param, targets, keys, carried)
+
         resize = None
         if octave + 1 < len(plan):
             next_size = plan[octave + 1][0]
@@ -203,19 +284,42 @@ def compile_ascent(
 
             resize = jax.jit(grow).lower(param).compile()
             param = resize(param)
-        stages.append((run_octave, resize))
+            if carried:  # the accumulated map follows the image to the next size
+                shape = (len(targets), next_size, next_size)
+                carried = (jax.image.resize(carried[0], shape, "linear"),)
+        stages.append((run_octave, resize, octave_steps))
     final_images = jax.jit(par.to_input).lower(param).compile()
     final_loss = jax.jit(objective).lower(params, final_images(param), targets).compile()
-    compile_seconds = time.perf_counter() - start
+    compile_seconds = time.perf_counter() - begun
 
-    def run(params, targets, keys):
-        param, first = init(keys), None
-        for run_octave, resize in stages:
-            param, losses = run_octave(params, param, targets, keys)
-            first = losses if first is None else first
+    grow_map = jax.jit(
+        lambda a, n: jax.image.resize(a, (a.shape[0], n, n), "linear"), static_argnums=1
+    )
+
+    def run(params, targets, keys, observe: Callable | None = None, every: int = 1):
+        """observe(steps done, network-input images) is called after every `every` steps and
+        after the last (loop=python only): the run's own intermediate images."""
+        if observe is not None and loop != "python":
+            raise ValueError("run(observe=...) needs loop='python'")
+        param = init(keys)
+        first = final_loss(params, start_images(param), targets)
+        if loop == "device":  # its first program donates `param`: read it first
+            first = jax.block_until_ready(first)
+        carried = (jnp.zeros((len(targets), plan[0][0], plan[0][0])),) if style.transparency else ()
+        done = 0
+        for octave, (run_octave, resize, n) in enumerate(stages):
+
+            def watch(count, param, done=done):
+                if observe is not None and ((done + count) % every == 0 or done + count == steps):
+                    observe(done + count, to_images(param))
+
+            param, _, carried = run_octave(params, param, targets, keys, carried, watch)
+            done += n
             if resize is not None:
                 param = resize(param)
+                carried = tuple(grow_map(a, plan[octave + 1][0]) for a in carried)
         images = final_images(param)
-        return images, first, final_loss(params, images, targets)
+        result = (images, first, final_loss(params, images, targets))
+        return (*result, carried[0]) if style.transparency else result
 
     return Ascent(run, compile_seconds, loop, max(map(peak_bytes, programs)))

@@ -20,8 +20,8 @@ import itertools
 import os
 import resource
 import statistics
-import sys
 import time
+from typing import NoReturn
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +30,7 @@ import numpy as np
 from render.ascent import LOOPS, Ascent, compile_ascent, image_keys, make_step
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.cli import compose_config
-from render.errors import UserError
+from render.errors import UserError, run_tool
 from render.files import write_json
 from render.models.keras_backend import KerasNetwork
 from render.models.layers import LAYERS, Layer, output_size
@@ -199,8 +199,8 @@ def bench_layer(
     }
 
 
-def _fail(message: str) -> None:
-    sys.exit(f"render.bench: error: {message}")
+def _fail(message: str) -> NoReturn:
+    raise UserError(message)
 
 
 def _quoted(value: str) -> str:
@@ -283,6 +283,11 @@ def _gflops(value: float | None, width: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    run_tool("render.bench", lambda: benchmark(argv))
+
+
+def benchmark(argv: list[str] | None) -> int:
+    """The command (see the module's docstring); 0 when done."""
     parser = argparse.ArgumentParser(
         prog="python -m render.bench",
         description=__doc__,

@@ -156,6 +156,10 @@ def check_command(argv: list[str]) -> None:
     overrides, multirun, info = split_command(argv)
     if info:
         return
+    from render.distributed import join
+
     for overrides_of_job in job_overrides(overrides, multirun):
         own = [o for o in overrides_of_job if not o.lstrip("+~").startswith("hydra")]
-        prepare(compose_config(own))
+        cfg = compose_config(own)
+        join(cfg)  # before JAX does anything: models may be built while checking
+        prepare(cfg)

@@ -18,13 +18,12 @@ is over its limit.
 from __future__ import annotations
 
 import argparse
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from render.errors import UserError
+from render.errors import UserError, run_tool
 from render.models.layers import get_layer
 from render.models.vgg import PRECISIONS, VGGNetwork
 from render.networks import load_params
@@ -80,6 +79,11 @@ def check(
 
 
 def main(argv: list[str] | None = None) -> None:
+    run_tool("render.devicecheck", lambda: check_device(argv))
+
+
+def check_device(argv: list[str] | None) -> int:
+    """The command: 0 when every precision is within its limit, 1 when one is not."""
     parser = argparse.ArgumentParser(
         prog="python -m render.devicecheck",
         description=__doc__,
@@ -98,14 +102,12 @@ def main(argv: list[str] | None = None) -> None:
         if unknown:
             raise ValueError(f"--precision {unknown[0]}: use one of {', '.join(PRECISIONS)}")
         params = load_params(None if args.weights == "random" else args.weights)
-    except (ValueError, UserError) as err:
-        sys.exit(f"render.devicecheck: error: {err}")
+    except ValueError as err:
+        raise UserError(str(err)) from None
     try:
         jax.devices("cpu")
     except RuntimeError:
-        sys.exit(
-            "render.devicecheck: error: no CPU backend for the reference: add cpu to JAX_PLATFORMS"
-        )
+        raise UserError("no CPU backend for the reference: add cpu to JAX_PLATFORMS") from None
     device = jax.local_devices()[0]
     print(f"device: {device.device_kind} ({jax.default_backend()}), reference: cpu fp32")
     print(f"{'layer':<14}{'precision':>10}{'objective':>11}{'gradient':>11}{'limit':>8}")
@@ -120,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
             f"  {'ok' if ok else 'OVER THE LIMIT'}",
             flush=True,
         )
-    sys.exit(1 if failed else 0)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -8,17 +8,18 @@ embeds its records as JSON and a small inline script builds, sorts and enlarges 
 from __future__ import annotations
 
 import argparse
+import functools
 import html
 import json
 import math
 import os
 import re
-import sys
+from importlib import resources
 from urllib.parse import quote
 
 from PIL import Image
 
-from render.errors import UserError
+from render.errors import UserError, run_tool
 from render.files import read_json, write_atomic
 from render.runs import EXAMPLES, layer_order, read_metadata
 from render.runs import find_runs as runs_below
@@ -198,12 +199,20 @@ def run_page(layer: str, run: str, info: dict, runs: list[tuple[str, str]]) -> s
         "__DETAILS__": escape(details),
         "__DATA__": embedded,
     }
-    return fill(RUN_PAGE, replacements)
+    return fill(template("run.html"), replacements)
 
 
-def fill(template: str, replacements: dict[str, str]) -> str:
+@functools.cache
+def template(name: str) -> str:
+    """A page of render/templates (package data) with the shared stylesheet in place."""
+    folder = resources.files("render") / "templates"
+    css = (folder / "gallery.css").read_text("utf-8")
+    return (folder / name).read_text("utf-8").replace("__STYLE__", css, 1)
+
+
+def fill(page: str, replacements: dict[str, str]) -> str:
     pattern = re.compile("|".join(re.escape(k) for k in replacements))
-    return pattern.sub(lambda m: replacements[m[0]], template)  # one pass: data is never re-read
+    return pattern.sub(lambda m: replacements[m[0]], page)  # one pass: data is never re-read
 
 
 def thumbnails(layer: str, run: str, info: dict) -> str:
@@ -238,7 +247,7 @@ def root_page(runs: list[tuple[str, str]], infos: dict) -> str:
         sections.append("<p>No runs found: no &lt;layer&gt;/&lt;run&gt;/metadata.json here.</p>")
     else:
         sections.append("</section>")
-    return fill(ROOT_PAGE, {"__BODY__": "\n".join(sections)})
+    return fill(template("root.html"), {"__BODY__": "\n".join(sections)})
 
 
 def write_gallery(root: str) -> list[str]:
@@ -271,267 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("root", help="the output.root folder holding <layer>/<run>/ folders")
     args = parser.parse_args(argv)
-    try:
-        written = write_gallery(args.root)
-    except UserError as err:
-        print(f"render.gallery: error: {err}", file=sys.stderr)
-        sys.exit(2)
-    print(written[-1])
-
-
-STYLE = """
-:root { color-scheme: dark; --tile: 128px; }
-body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: #111; color: #ddd; }
-header { padding: 8px 16px; background: #1b1b1b; position: sticky; top: 0; z-index: 1; }
-header h1 { font-size: 18px; margin: 0 0 4px; }
-nav { display: flex; flex-wrap: wrap; gap: 4px 12px; margin: 4px 0; }
-a { color: #8cf; }
-main { padding: 12px 16px; }
-.dim { color: #999; }
-"""
-
-RUN_PAGE = (
-    """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>__TITLE__</title>
-<style>"""
-    + STYLE
-    + """
-.controls { display: flex; flex-wrap: wrap; gap: 8px; align-items: center; }
-#grid { display: grid; gap: 6px;
-  grid-template-columns: repeat(auto-fill, minmax(var(--tile), 1fr)); }
-.tile { all: unset; cursor: pointer; display: flex; flex-direction: column; background: #1e1e1e;
-  content-visibility: auto;
-  contain-intrinsic-size: auto var(--tile) auto calc(var(--tile) + 20px); }
-.tile:focus-visible { outline: 2px solid #8cf; }
-.tile img, .tile .empty { width: 100%; height: auto; aspect-ratio: var(--aspect); display: block; }
-.tile .empty { display: grid; place-items: center; color: #e77; text-transform: uppercase;
-  background: repeating-linear-gradient(45deg, #222 0 8px, #1a1a1a 8px 16px); }
-.tile span { padding: 1px 4px; font-size: 12px; display: flex; justify-content: space-between; }
-#view { position: fixed; inset: 0; background: rgb(0 0 0 / 0.88); display: grid;
-  place-items: center; z-index: 2; cursor: zoom-out; }
-#view[hidden] { display: none; }
-#view figure { margin: 0; display: flex; gap: 16px; align-items: flex-start; flex-wrap: wrap;
-  justify-content: center; }
-#view img, #view .empty { width: min(80vh, 90vw); height: auto; aspect-ratio: var(--aspect);
-  image-rendering: pixelated; }
-#view .empty { display: grid; place-items: center; background: #222; color: #e77; font-size: 32px; }
-#view.with-examples #view-image img, #view.with-examples #view-image .empty {
-  width: min(60vh, 45vw); }
-#view table { border-collapse: collapse; }
-#view-examples { max-width: min(45vw, 760px); }
-#view .examples h3 { font-size: 13px; font-weight: normal; color: #999; margin: 10px 0 4px; }
-#view .examples div { display: flex; flex-wrap: wrap; gap: 4px; }
-#view .examples figure { margin: 0; gap: 0; flex-direction: column; align-items: center;
-  font-size: 11px; }
-#view .examples img { width: 72px; height: 72px; aspect-ratio: auto; image-rendering: auto; }
-#view td { padding: 2px 8px; }
-</style>
-</head>
-<body>
-<header>
-<h1>__LAYER__ <span class="dim">__RUN__</span></h1>
-<nav>__NAV__</nav>
-<div class="controls">
-<span class="dim">__COUNTS__</span>
-<label>sort by <select id="sort-key">__OPTIONS__</select></label>
-<button id="sort-dir" type="button" data-dir="asc">ascending</button>
-<label>size <input id="zoom" type="range" min="48" max="384" step="16" value="128"></label>
-</div>
-</header>
-<main>
-<div id="grid"></div>
-<details><summary>key, settings and versions</summary><pre>__DETAILS__</pre></details>
-</main>
-<div id="view" hidden><figure><div id="view-image"></div><figcaption><table id="view-meta">
-</table><div id="view-examples"></div></figcaption></figure></div>
-<script type="application/json" id="data">__DATA__</script>
-<script>
-"use strict";
-(() => {
-  const data = JSON.parse(document.getElementById("data").textContent);
-  const grid = document.getElementById("grid");
-  const key = document.getElementById("sort-key");
-  const dir = document.getElementById("sort-dir");
-  const view = document.getElementById("view");
-  const [width, height] = data.size;
-  document.documentElement.style.setProperty("--aspect", width + " / " + height);
-  const records = new Map(data.filters.map((r) => [r.filter, r]));
-  const tiles = new Map();
-  let order = data.filters.slice();
-  let shown = null;
-
-  const format = (v) =>
-    typeof v === "number" && !Number.isInteger(v) ? v.toPrecision(4) : String(v);
-  const value = (r, k) => k === "index" ? r.filter : r[k];
-
-  function picture(r) {
-    if (!r.file) {
-      const empty = document.createElement("div");
-      empty.className = "empty";
-      empty.textContent = r.status;
-      return empty;
-    }
-    const img = document.createElement("img");
-    Object.assign(img, { width, height, loading: "lazy", decoding: "async" });
-    img.alt = "filter " + r.filter;
-    img.src = encodeURIComponent(r.file);
-    return img;
-  }
-
-  function exampleRow(title, entries) {
-    const row = document.createElement("section");
-    row.className = "examples";
-    const heading = document.createElement("h3");
-    heading.textContent = title;
-    const strip = document.createElement("div");
-    for (const e of entries) {
-      const cell = document.createElement("figure");
-      const img = document.createElement("img");
-      Object.assign(img, { width: 72, height: 72, decoding: "async" });
-      img.src = e.png.split("/").map(encodeURIComponent).join("/");
-      img.alt = title + ": " + e.file;
-      img.title = e.file + (e.box ? " box " + e.box.join(", ") : "");
-      const text = document.createElement("figcaption");
-      text.textContent = format(e.activation);
-      cell.append(img, text);
-      strip.append(cell);
-    }
-    row.append(heading, strip);
-    return row;
-  }
-
-  function exampleRows(r) {
-    const found = (data.examples || {})[r.filter] || {};
-    const rows = [];
-    if (found.photos) rows.push(exampleRow("top photos (mean activation)", found.photos));
-    if (found.patches) rows.push(exampleRow("top patches (strongest position)", found.patches));
-    return rows;
-  }
-
-  function caption(r) {
-    const k = key.value === "index" ? "loss_end" : key.value;
-    return [String(r.filter), r[k] === undefined ? "" : format(r[k])];
-  }
-
-  const fragment = document.createDocumentFragment();
-  for (const r of data.filters) {
-    const tile = document.createElement("button");
-    tile.type = "button";
-    tile.className = "tile " + r.status;
-    tile.dataset.filter = r.filter;
-    tile.title = Object.entries(r).map(([k, v]) => k + ": " + format(v)).join("\\n");
-    const label = document.createElement("span");
-    label.append(document.createElement("b"), document.createElement("i"));
-    tile.append(picture(r), label);
-    tiles.set(r.filter, tile);
-    fragment.append(tile);
-  }
-  grid.append(fragment);
-
-  function sort() {
-    const k = key.value;
-    const sign = dir.dataset.dir === "asc" ? 1 : -1;
-    order = data.filters.slice().sort((a, b) => {
-      const x = value(a, k), y = value(b, k);
-      const xn = typeof x === "number", yn = typeof y === "number";
-      if (xn !== yn) return xn ? -1 : 1;  // missing or non-finite values always last
-      return (xn && x !== y ? sign * (x - y) : 0) || a.filter - b.filter;
-    });
-    for (const r of order) {
-      const [index, metric] = caption(r);
-      const label = tiles.get(r.filter).lastChild;
-      label.firstChild.textContent = index;
-      label.lastChild.textContent = metric;
-    }
-    grid.replaceChildren(...order.map((r) => tiles.get(r.filter)));
-  }
-
-  function open(r) {
-    shown = r;
-    view.querySelector("#view-image").replaceChildren(picture(r));
-    const rows = Object.entries(r).map(([k, v]) => {
-      const row = document.createElement("tr");
-      row.append(document.createElement("td"), document.createElement("td"));
-      row.firstChild.textContent = k;
-      row.lastChild.textContent = format(v);
-      return row;
-    });
-    view.querySelector("#view-meta").replaceChildren(...rows);
-    const examples = exampleRows(r);
-    view.querySelector("#view-examples").replaceChildren(...examples);
-    view.classList.toggle("with-examples", examples.length > 0);
-    view.hidden = false;
-  }
-
-  function close() {
-    if (shown === null) return;
-    view.hidden = true;
-    tiles.get(shown.filter).focus();
-    shown = null;
-  }
-
-  grid.addEventListener("click", (event) => {
-    const tile = event.target.closest(".tile");
-    if (tile) open(records.get(Number(tile.dataset.filter)));
-  });
-  view.addEventListener("click", close);
-  document.addEventListener("keydown", (event) => {
-    if (shown === null) return;
-    const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
-    if (event.key === "Escape") close();
-    else if (step) open(order[(order.indexOf(shown) + step + order.length) % order.length]);
-  });
-  key.addEventListener("change", sort);
-  dir.addEventListener("click", () => {
-    const asc = dir.dataset.dir !== "asc";
-    dir.dataset.dir = asc ? "asc" : "desc";
-    dir.textContent = asc ? "ascending" : "descending";
-    sort();
-  });
-  document.getElementById("zoom").addEventListener("input", (event) => {
-    document.documentElement.style.setProperty("--tile", event.target.value + "px");
-  });
-  sort();
-})();
-</script>
-</body>
-</html>
-"""
-)
-
-ROOT_PAGE = (
-    """<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>render gallery</title>
-<style>"""
-    + STYLE
-    + """
-h2 { font-size: 16px; margin: 16px 0 6px; }
-.run { display: flex; flex-wrap: wrap; gap: 4px 16px; align-items: center; padding: 6px;
-  background: #1b1b1b; margin-bottom: 6px; text-decoration: none; }
-.run:hover { background: #252525; }
-.name { min-width: 18em; }
-.counts { color: #999; min-width: 14em; }
-.thumbs { display: flex; gap: 4px; }
-.thumbs img { width: 64px; height: auto; }
-</style>
-</head>
-<body>
-<header><h1>render gallery</h1></header>
-<main>
-__BODY__
-</main>
-</body>
-</html>
-"""
-)
+    run_tool("render.gallery", lambda: print(write_gallery(args.root)[-1]))
 
 
 if __name__ == "__main__":

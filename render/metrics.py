@@ -5,6 +5,12 @@ activation of that filter over a reference set of natural-photo crops (`natural_
 ratio of the two; and whether its image is the strongest stimulus for it among every image
 rendered for the layer (`best_stimulus`). A ratio against gray noise would flatter filters that
 are nearly silent on gray; natural crops are the yardstick a reader has in mind.
+
+Robustness: the filter's mean activation over `ROBUSTNESS_VIEWS` random views of its image
+(olah2017's jitter, scale and rotation ranges, the edge repeated outside, the same seeded views
+for every image) relative to its activation on the image itself (`robustness`: 1 when the
+pattern survives being moved, turned and rescaled), and that view activation's ratio to the
+best natural crop (`ratio_to_natural_views`).
 """
 
 from __future__ import annotations
@@ -23,11 +29,15 @@ from render.classes import class_name
 from render.errors import UserError
 from render.files import read_png
 from render.models.network import Network
+from render.transforms import RandomAffine
 
 log = logging.getLogger("render")
 CROP = 128
 SHIPPED_CROPS = os.path.join(os.path.dirname(__file__), "data", "reference_crops.jpg")
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+ROBUSTNESS_VIEWS = 8
+# olah2017's ranges (conf/style/olah2017.yaml), output the image's size: pad = jitter / 2
+ROBUSTNESS_AFFINE = RandomAffine(pad=4, jitter=8, scale=0.1, rotate=10.0, fill="edge")
 
 
 def _crops_of(photo: np.ndarray, short_sides=(160, 320)) -> list[np.ndarray]:
@@ -87,6 +97,42 @@ def channel_means(
     return np.concatenate(rows)
 
 
+def random_views(images: np.ndarray, views: int = ROBUSTNESS_VIEWS, seed: int = 0) -> jax.Array:
+    """(N * views, H, W, 3) float RGB: `views` random affine views of each RGB image (the same
+    draws for every image, image-major)."""
+    draws = jax.vmap(ROBUSTNESS_AFFINE.draw)(jax.random.split(jax.random.key(seed), views))
+    one = jax.vmap(ROBUSTNESS_AFFINE.apply_one, in_axes=(None, 0))  # one image, every draw
+    images = jnp.asarray(images, jnp.float32)
+    return jax.vmap(one, in_axes=(0, None))(images, draws).reshape(-1, *images.shape[1:])
+
+
+def own_channel_means(
+    params, network: Network, layer: str, images, channels: np.ndarray, chunk: int = 16
+) -> np.ndarray:
+    """(N,) spatial mean of channel channels[n] of `layer` for RGB images (N, H, W, 3): only
+    each image's own channel is computed."""
+
+    def forward(x, c):
+        y = network.features(params, network.convention.to_input(x), layer, channels=c)
+        return y.reshape(y.shape[0], -1).mean(axis=1)
+
+    forward = jax.jit(forward)
+    rows = []
+    for first in range(0, len(images), chunk):
+        batch = jnp.asarray(images[first : first + chunk], jnp.float32)
+        rows.append(np.asarray(forward(batch, jnp.asarray(channels[first : first + chunk]))))
+    return np.concatenate(rows)
+
+
+def view_activations(
+    params, network: Network, layer: str, images: np.ndarray, channels, views=ROBUSTNESS_VIEWS
+) -> np.ndarray:
+    """(N,) each image's channel's mean activation averaged over its random views."""
+    seen = random_views(images, views)
+    per_view = own_channel_means(params, network, layer, seen, np.repeat(channels, views))
+    return per_view.reshape(len(images), views).mean(axis=1)
+
+
 def measure(
     folder: str, records: dict, params, network: Network, layer: str, crops: np.ndarray
 ) -> dict:
@@ -100,16 +146,21 @@ def measure(
     on_renders = channel_means(params, network, layer, images)  # (image, channel)
     on_crops = channel_means(params, network, layer, crops).max(axis=0)  # (channel,)
     strongest = on_renders.argmax(axis=0)  # per channel: which rendered image excites it most
+    channels = np.asarray([int(k) for k in ok], np.int32)
+    on_views = view_activations(params, network, layer, images, channels)
     for row, k in enumerate(ok):
         channel = int(k)
         activation = float(on_renders[row, channel])
         natural = float(on_crops[channel])
+        viewed = float(on_views[row])
         records[k] |= {
             "activation": activation,
             "natural_max": natural,
             "ratio_to_natural": activation / natural if natural > 0 else None,
             "beats_natural": activation > natural,
             "best_stimulus": bool(strongest[channel] == row),
+            "robustness": viewed / activation if activation > 0 else None,
+            "ratio_to_natural_views": viewed / natural if natural > 0 else None,
         }
     return records
 

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from render.models.network import Network
+from render import algebra
+from render.models.network import Layer, Network
 
 # (params, images (B, H, W, 3), targets (B,), redirect 0/1 or None) -> loss per image (B,)
 Objective = Callable[..., jax.Array]
@@ -39,3 +41,35 @@ def for_job(network: Network, objective: str, layer: str, class_output: str = "l
     if objective == "class" and class_output == "softmax":
         return class_probability(network)
     return channel_mean(network, layer)
+
+
+def interpolation(
+    a: algebra.Objective,
+    b: algebra.Objective,
+    text_a: str,
+    text_b: str,
+    frames: int,
+    alignment: float,
+    layer: Layer,
+) -> tuple[list[algebra.Objective], list[str]]:
+    """The blends (1 - t) * a + t * b for t = 0 .. 1 in `frames` steps, each minus `alignment`
+    times the alignment of neighbouring frames' activations at `layer` (rendered as one batch,
+    in order, so that neighbours look alike); and each blend as text."""
+    blends, texts = [], []
+    for t in np.linspace(0.0, 1.0, frames):
+        t = float(t)
+        blend = a * (1.0 - t) + b * t
+        if alignment:
+            blend = blend - algebra.alignment(layer.name) * alignment
+        blends.append(blend)
+        texts.append(f"{1.0 - t:.4g}*({text_a}) + {t:.4g}*({text_b})")
+    return blends, texts
+
+
+def caricature(
+    network: Network, params, photo: np.ndarray, layer: str, cosine_power: float = 0.0
+) -> algebra.Objective:
+    """Lucid's caricature: agree with the photo's own activations at `layer`, position by
+    position (`algebra.match`); `photo` (H, W, 3) is a network input."""
+    found = network.features(params, jnp.asarray(photo, jnp.float32)[None], layer)
+    return algebra.match(layer, np.asarray(found[0]), cosine_power)

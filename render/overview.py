@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from render.errors import UserError
+from render.errors import UserError, run_tool
 from render.figures import FORMATS, compose_figure, save_figure, tile_labels
 from render.files import read_png
 from render.runs import METADATA, layer_order, read_metadata
@@ -190,11 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        print(build(args))
-    except UserError as err:
-        print(f"render.overview: error: {err}", file=sys.stderr)
-        sys.exit(2)
+    run_tool("render.overview", lambda: print(build(args)))
 
 
 if __name__ == "__main__":

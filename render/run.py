@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import logging
 import os
 import platform
@@ -15,8 +16,8 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from render import __version__
-from render.ascent import compile_ascent, image_keys
+from render import __version__, algebra
+from render.ascent import anchor_penalty, compile_ascent, image_keys
 from render.batching import (
     auto_batch_size,
     default_loop,
@@ -26,20 +27,17 @@ from render.batching import (
     split_over_devices,
 )
 from render.display import to_uint8
+from render.distributed import my_share
 from render.errors import UserError
-from render.figures import write_atlases
-from render.files import read_json, read_png, write_json, write_png
+from render.figures import compose_figure, loss_label, save_figure, write_atlases
+from render.files import read_png, write_png
 from render.metrics import measure_classes, measure_job
-from render.objectives import for_job
-from render.settings import Job
+from render.objectives import caricature, for_job
+from render.runs import SCHEMA_VERSION, png_name, read_metadata, write_metadata
+from render.settings import Job, ObjectivesJob
 from render.styles import build_style
 
 log = logging.getLogger("render")
-METADATA = "metadata.json"
-
-
-def png_name(layer: str, index: int) -> str:
-    return f"{layer}_{index:04d}.png"
 
 
 def versions() -> dict[str, str]:
@@ -76,8 +74,10 @@ def interrupts_deferred():
 
 @contextmanager
 def folder_lock(folder: str):
-    """Refuse a second run writing into the same folder at the same time."""
-    with open(os.path.join(folder, ".lock"), "w") as handle:
+    """Refuse a second run writing into the same folder at the same time (the processes of
+    one distributed run each hold their own)."""
+    name = ".lock" if jax.process_count() == 1 else f".lock.{jax.process_index()}"
+    with open(os.path.join(folder, name), "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -86,6 +86,30 @@ def folder_lock(folder: str):
                 "output.root"
             ) from None
         yield
+
+
+@contextmanager
+def records_lock(folder: str, shared: bool):
+    """Hold metadata.json for one read-merge-write while other processes of a distributed run
+    write it too (a no-op for a single process)."""
+    if not shared:
+        yield
+        return
+    with open(os.path.join(folder, ".metadata.lock"), "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def merged(folder: str, meta: dict, mine: set[str] | None) -> dict:
+    """`meta` with the records other processes wrote to disk meanwhile (ours kept for `mine`);
+    `meta` itself for a single process."""
+    if mine is None:
+        return meta
+    disk = read_metadata(folder, warn=False)
+    if disk is None or disk.get("key") != meta["key"]:
+        return meta
+    ours = {k: r for k, r in meta["filters"].items() if k in mine}
+    return meta | {"filters": disk["filters"] | ours}
 
 
 def finished_filters(job: Job, records: dict) -> set[int]:
@@ -104,11 +128,13 @@ def finished_filters(job: Job, records: dict) -> set[int]:
     return done
 
 
-def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
+def filter_record(job: Job, k: int, images, losses_start, losses_end, alpha=None) -> dict:
     """Save one rendered filter (unless it is dead or non-finite) and describe it.
 
     `images` (D, H, W, 3) are the filter's D diverse images (D = 1 without diversity), saved
-    side by side in one PNG; its losses are their means.
+    side by side in one PNG; its losses are their means. `alpha` (D, H, W): the style's
+    accumulated input-gradient map (style.transparency), saved beside it as <name>_alpha.png
+    (and with output.alpha as the alpha of <name>_rgba.png).
     """
     loss_start, loss_end = np.mean(losses_start), np.mean(losses_end)
     record = {
@@ -136,6 +162,14 @@ def filter_record(job: Job, k: int, images, losses_start, losses_end) -> dict:
     strip = np.concatenate(
         [to_uint8(image, job.style["display"], convention) for image in images], axis=1
     )
+    if alpha is not None:  # before the image: a saved image means its map is saved too
+        from render.styles import transparency_map
+
+        mask = np.concatenate([transparency_map(a) for a in alpha], axis=1)
+        write_png(os.path.join(job.out_dir, name[:-4] + "_alpha.png"), mask, text)
+        if job.output.get("alpha"):
+            rgba = np.concatenate([strip, mask[..., None]], axis=-1)
+            write_png(os.path.join(job.out_dir, name[:-4] + "_rgba.png"), rgba, text)
     write_png(os.path.join(job.out_dir, name), strip, text)
     return record | {"status": "ok", "file": name}
 
@@ -152,34 +186,50 @@ def render_layer(job: Job, params, settings: dict) -> dict:
     os.makedirs(job.out_dir, exist_ok=True)
     with folder_lock(job.out_dir):
         remove_stale_temporaries(job.out_dir)
-        meta_path = os.path.join(job.out_dir, METADATA)
-        meta = read_json(meta_path)
-        if not isinstance(meta, dict) or meta.get("key") != job.key:
+        meta = read_metadata(job.out_dir)
+        if meta is None or meta.get("key") != job.key:
             meta = {"key": job.key, "layer": job.layer.name, "filters": {}}
         meta |= {"settings": settings, "versions": versions()}
-        meta |= {"model": job.network.name, "layer_index": job.layer.index}
+        meta |= {
+            "schema": SCHEMA_VERSION,
+            "model": job.network.name,
+            "layer_index": job.layer.index,
+        }
+        if job.init is not None:
+            meta |= {"init": job.init, "init_weight": job.init_weight}
         records = meta["filters"]
         done = finished_filters(job, records)
-        todo = [k for k in job.filters if k not in done]
+        todo = my_share([k for k in job.filters if k not in done])
+        mine = {str(k) for k in todo} if jax.process_count() > 1 else None
         if done:
             log.info(
                 "%d of %d filters already rendered in %s", len(done), len(job.filters), job.out_dir
             )
         if todo:
-            _render(job, params, todo, meta, meta_path, len(done))
-        if job.objective == "class":
-            measure_classes(job, params, records)
-        elif job.metrics.get("measure"):
-            measure_job(job, params, records)
-        write_json(meta_path, meta)
-        write_atlases(job, records)
+            _render(job, params, todo, meta, len(done), mine)
+        with records_lock(job.out_dir, mine is not None):  # metrics and atlases see every record
+            meta = merged(job.out_dir, meta, mine)
+            records = meta["filters"]
+            if job.objective == "class":
+                measure_classes(job, params, records)
+            elif job.metrics.get("measure"):
+                measure_job(job, params, records)
+            write_metadata(job.out_dir, meta)
+            write_atlases(job, records)
         dead = sorted(int(k) for k, r in records.items() if r["status"] == "dead")
         if dead:
             log.info("dead filters (activation stayed at zero, no image): %s", dead)
         return meta
 
 
-def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done: int) -> None:
+def _render(
+    job: Job,
+    params,
+    todo: list[int],
+    meta: dict,
+    done: int,
+    mine: set[str] | None = None,
+) -> None:
     # the batch shape of a fresh run, even when resuming a few filters: XLA's arithmetic may
     # differ between batch shapes, and pixels must not depend on what was already on disk
     network, wanted = job.network, len(job.filters)
@@ -210,8 +260,9 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
 
     def compiled(batch):
         targets, keys = batch_of(todo[:batch], batch)
+        extra = photo_start(job, len(targets))  # {} without init=: the call stays as it was
         ascent = compile_ascent(
-            objective, style, job.size, job.steps, loop, params, targets, keys, features
+            objective, style, job.size, job.steps, loop, params, targets, keys, features, **extra
         )
         log.info(
             "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
@@ -241,7 +292,8 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
             batch_start = time.perf_counter()
             try:
                 ascent = ascent or compiled(batch)
-                images, loss_start, loss_end = ascent.run(params, *batch_of(chunk, batch))
+                images, loss_start, loss_end, *alpha = ascent.run(params, *batch_of(chunk, batch))
+                alpha = np.asarray(alpha[0]) if alpha else None
                 images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
             except jax.errors.JaxRuntimeError as err:
                 if "RESOURCE_EXHAUSTED" not in str(err) or job.batch_size or batch <= devices:
@@ -254,12 +306,18 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
                 for i, k in enumerate(chunk):
                     group = slice(i * copies, (i + 1) * copies)
                     meta["filters"][str(k)] = filter_record(
-                        job, k, images[group], loss_start[group], loss_end[group]
+                        job,
+                        k,
+                        images[group],
+                        loss_start[group],
+                        loss_end[group],
+                        None if alpha is None else alpha[group],
                     )
                 timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
                 timing["filters"] += len(chunk)
                 timing["seconds"] += time.perf_counter() - batch_start
-                write_json(meta_path, meta)
+                with records_lock(job.out_dir, mine is not None):
+                    write_metadata(job.out_dir, merged(job.out_dir, meta, mine))
             rendered += len(chunk)
             bar.update(len(chunk))
     finally:
@@ -273,3 +331,328 @@ def _render(job: Job, params, todo: list[int], meta: dict, meta_path: str, done:
                 seconds,
                 rendered / seconds,
             )
+
+
+# ---- photos as a start ---------------------------------------------------------------------
+
+
+def photo_input(path: str, size: int, convention) -> np.ndarray:
+    """A photo as a (size, size, 3) network input: its centred square, resized (Lanczos)."""
+    from PIL import Image, ImageOps
+
+    from render.dream import read_photo
+
+    square = ImageOps.fit(Image.fromarray(read_photo(path)), (size, size), Image.Resampling.LANCZOS)
+    return convention.to_input(np.asarray(square, np.float32))
+
+
+def photo_start(job, batch: int) -> dict:
+    """compile_ascent's `start` (and `penalty`, with init_weight) for a job that starts from a
+    photo (init=, or a caricature's photo); {} for one that starts from noise."""
+    if job.init is None:
+        return {}
+    convention = job.network.convention
+    photo = photo_input(job.init, job.size, convention)
+    start = np.ascontiguousarray(np.broadcast_to(photo, (batch, *photo.shape)))
+    extra = {"start": split_over_devices(start)}
+    if job.init_weight:
+        extra["penalty"] = anchor_penalty(photo, job.init_weight, convention)
+    return extra
+
+
+# ---- objective expressions: objectives=, interpolate=, caricature= -------------------------
+
+OBJECTIVE_STREAM = 1 << 20  # the key stream of expression starts (filters use the layer index)
+PNG_PREFIX = {"objectives": "objective", "interpolate": "frame", "caricature": "caricature"}
+STRIP = "interpolation.png"
+
+
+def objective_png_name(job: ObjectivesJob, index: int) -> str:
+    return f"{PNG_PREFIX[job.kind]}_{index:04d}.png"
+
+
+def start_number(text: str) -> int:
+    """A start's key from its expression alone: the same expression starts from the same
+    image in any list, batch or position."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def finished_objectives(job: ObjectivesJob, records: dict) -> set[int]:
+    """Images whose record and PNG are complete and belong to this configuration."""
+    done = set()
+    for i, text in enumerate(job.expressions):
+        record = records.get(str(i))
+        if not isinstance(record, dict) or record.get("objective") != text:
+            continue
+        if record.get("status") != "ok":
+            done.add(i)  # dead or non-finite: deterministic
+            continue
+        png = read_png(os.path.join(job.out_dir, record.get("file") or ""))
+        if png and png[1].get("render:key") == job.key and png[1].get("render:index") == str(i):
+            done.add(i)
+    return done
+
+
+def _can_be_dead(objective, network) -> bool:
+    """A zero loss means a ReLU channel that never fired only for a lone channel term (not a
+    class logit, a neuron or a sum)."""
+    if objective is None or len(objective.terms) != 1:
+        return False
+    term = objective.terms[0]
+    return type(term) is algebra.Channel and term.layer != network.head
+
+
+def objective_record(
+    job: ObjectivesJob, index: int, objective, image, loss_start: float, loss_end: float
+) -> dict:
+    """Save one rendered objective (unless dead or non-finite) and describe it."""
+    text = job.expressions[index]
+    record = {
+        "filter": index,  # the gallery's tile number
+        "objective": text,
+        "seed": job.seed,
+        "loss_start": float(loss_start),
+        "loss_end": float(loss_end),
+        "file": None,
+    }
+    if not (np.isfinite(loss_end) and np.isfinite(image).all()):
+        return record | {"status": "nonfinite"}
+    if _can_be_dead(objective, job.network) and loss_end == 0:
+        weight = float(np.asarray(objective.weights[0]))
+        if weight > 0 or loss_start == 0:  # the channel's activation stayed exactly 0
+            return record | {"status": "dead"}
+    name = objective_png_name(job, index)
+    tags = {
+        "render:key": job.key,
+        "render:objective": text,
+        "render:index": str(index),
+        "render:loss": f"{loss_end:.6g}",
+        "Software": f"render {__version__}",
+    }
+    pixels = to_uint8(image, job.style["display"], job.network.convention)
+    write_png(os.path.join(job.out_dir, name), pixels, tags)
+    return record | {"status": "ok", "file": name}
+
+
+def render_objectives(job: ObjectivesJob, params, settings: dict) -> dict:
+    """Render every missing image of an objectives, interpolate or caricature job; returns the
+    metadata written."""
+    os.makedirs(job.out_dir, exist_ok=True)
+    with folder_lock(job.out_dir):
+        remove_stale_temporaries(job.out_dir)
+        meta = read_metadata(job.out_dir)
+        if (
+            not isinstance(meta, dict)
+            or meta.get("key") != job.key
+            or not isinstance(meta.get("filters"), dict)
+        ):
+            meta = {"key": job.key, "filters": {}}
+        meta |= {"kind": job.kind, "objectives": job.expressions, "layer": job.layer.name}
+        meta |= {"settings": settings, "versions": versions()}
+        meta |= {
+            "schema": SCHEMA_VERSION,
+            "model": job.network.name,
+            "layer_index": job.layer.index,
+            "size": job.size,
+        }
+        if job.init is not None:
+            photo = "caricature" if job.kind == "caricature" else "init"
+            meta |= {photo: job.init, "init_weight": job.init_weight}
+        if job.kind == "caricature":
+            meta["cosine"] = job.cosine
+        if job.kind == "interpolate":
+            meta |= {"interpolate": job.sources, "frames": job.frames}
+            meta["alignment"] = job.alignment
+        records = meta["filters"]
+        for stale in set(records) - {str(i) for i in range(len(job.expressions))}:
+            del records[stale]
+        done = finished_objectives(job, records)
+        if job.kind == "interpolate" and len(done) < len(job.expressions):
+            done = set()  # the frames are one batch: all of them or none
+        todo = [i for i in range(len(job.expressions)) if i not in done]
+        if done:
+            log.info(
+                "%d of %d objectives already rendered in %s",
+                len(done),
+                len(job.expressions),
+                job.out_dir,
+            )
+        if todo:
+            _render_objectives(job, params, todo, meta, len(done))
+        write_metadata(job.out_dir, meta)
+        write_objective_atlas(job, records)
+        if job.kind == "interpolate":
+            write_strip(job, records)
+        return meta
+
+
+def _render_objectives(job: ObjectivesJob, params, todo: list[int], meta: dict, done: int) -> None:
+    network = job.network
+    loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
+    style = build_style(job.style, job.step_size, network.convention)
+    params = replicate_over_devices(params)
+    objectives = job.objectives
+    if job.kind == "caricature":
+        photo = photo_input(job.init, job.size, network.convention)
+        objectives = [caricature(network, params, photo, job.layer.name, job.cosine)]
+    if job.kind == "objectives":
+        numbers = [start_number(text) for text in job.expressions]
+    else:  # one shared start: every frame of an interpolation begins from the same image
+        numbers = [start_number(f"{job.kind}:{'|'.join(job.sources)}")] * len(objectives)
+    devices, wanted = jax.local_device_count(), set(todo)
+    bar = tqdm(
+        total=len(job.expressions),
+        initial=done,
+        unit="objective",
+        disable=not job.progress,
+        desc=job.kind,
+        dynamic_ncols=True,
+    )
+    begin, rendered = time.perf_counter(), 0
+    try:
+        for indices, stacked in algebra.group(objectives):
+            chunks = [j for j, i in enumerate(indices) if i in wanted]  # entries of the stack
+            if not chunks:
+                continue
+            deepest = max(
+                (next(x for x in network.layers if x.name == name) for name in stacked.reads),
+                key=lambda x: x.index,
+            )
+            if job.kind == "interpolate":  # one batch, in order: the alignment spans it
+                batch = fit_batch(len(indices), len(indices))
+            else:  # a fresh run's batch shape, even when resuming a few
+                batch = fit_batch(
+                    job.batch_size or auto_batch_size(network, deepest, job.size, len(indices)),
+                    len(indices),
+                )
+            loss = algebra.as_loss(stacked, network)
+
+            def batch_of(chunk, batch, indices=indices):
+                targets = padded(chunk, batch)
+                starts = np.asarray([numbers[indices[t]] for t in targets], np.int32)
+                keys = image_keys(job.seed, OBJECTIVE_STREAM, split_over_devices(starts))
+                return split_over_devices(targets), keys
+
+            def compiled(batch, chunks=chunks, loss=loss, batch_of=batch_of, indices=indices):
+                targets, keys = batch_of(chunks[:batch], batch)
+                extra = photo_start(job, len(targets))
+                ascent = compile_ascent(
+                    loss, style, job.size, job.steps, loop, params, targets, keys, **extra
+                )
+                log.info(
+                    "%s: %d of %d objectives of one structure to render, batch %d on %d "
+                    "device(s), loop %s; compiled in %.1f s",
+                    job.kind,
+                    len(chunks),
+                    len(indices),
+                    batch,
+                    devices,
+                    loop,
+                    ascent.compile_seconds,
+                )
+                return ascent
+
+            ascent, first = None, 0
+            while first < len(chunks):
+                chunk = chunks[first : first + batch]
+                batch_start = time.perf_counter()
+                try:
+                    ascent = ascent or compiled(batch)
+                    result = ascent.run(params, *batch_of(chunk, batch))
+                    images, loss_start, loss_end = map(np.asarray, result[:3])
+                except jax.errors.JaxRuntimeError as err:
+                    if (
+                        "RESOURCE_EXHAUSTED" not in str(err)
+                        or job.batch_size
+                        or batch <= devices
+                        or job.kind == "interpolate"
+                    ):
+                        raise
+                    batch, ascent = fit_batch(batch // 2, len(chunks)), None
+                    log.warning("out of device memory: batch size %d from now on", batch)
+                    continue
+                first += len(chunk)
+                with interrupts_deferred():
+                    for row, j in enumerate(chunk):
+                        i = indices[j]
+                        meta["filters"][str(i)] = objective_record(
+                            job, i, objectives[i], images[row], loss_start[row], loss_end[row]
+                        )
+                    timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
+                    timing["filters"] += len(chunk)
+                    timing["seconds"] += time.perf_counter() - batch_start
+                    write_metadata(job.out_dir, meta)
+                rendered += len(chunk)
+                bar.update(len(chunk))
+    finally:
+        bar.close()
+        seconds = time.perf_counter() - begin
+        if rendered:
+            log.info(
+                "%s: rendered %d objectives in %.1f s (%.2f objectives/s after compilation)",
+                job.kind,
+                rendered,
+                seconds,
+                rendered / seconds,
+            )
+
+
+def objective_labels(job: ObjectivesJob, records: dict, kind: str) -> list[str]:
+    """Under each tile: the expression (label_kind objective or index), its final loss
+    (loss) or both."""
+    labels = []
+    for i, text in enumerate(job.expressions):
+        record = records.get(str(i)) or {}
+        loss = loss_label(record["loss_end"]) if "loss_end" in record else ""
+        labels.append(
+            loss if kind == "loss" else f"{text}: {loss}" if kind == "both" and loss else text
+        )
+    return labels
+
+
+def _tiles(job: ObjectivesJob, records: dict) -> list:
+    tiles = []
+    for i in range(len(job.expressions)):
+        file = (records.get(str(i)) or {}).get("file")
+        png = read_png(os.path.join(job.out_dir, file)) if file else None
+        tiles.append(png[0] if png else None)
+    return tiles
+
+
+def write_objective_atlas(job: ObjectivesJob, records: dict) -> None:
+    """atlas.png: every image in the order given, labelled by expression with output.labels."""
+    tiles = _tiles(job, records)
+    if not any(tile is not None for tile in tiles):
+        log.warning("no objective produced an image; no atlas written")
+        return
+    out = job.output
+    labels = objective_labels(job, records, out["label_kind"]) if out["labels"] else None
+    figure = compose_figure(
+        tiles,
+        labels,
+        out["cols"],
+        out["margin"],
+        tuple(out["background"]),
+        tuple(out["margin_color"]) if out["margin_color"] else None,
+        out["title"],
+        out["scale"],
+        tuple(out["label_color"]),
+        out["font_size"] or max(10, job.size * out["scale"] // 8),
+    )
+    save_figure(os.path.join(job.out_dir, "atlas.png"), figure, out["dpi"])
+    if out["pdf"]:
+        save_figure(os.path.join(job.out_dir, "atlas.pdf"), figure, out["dpi"])
+
+
+def write_strip(job: ObjectivesJob, records: dict) -> None:
+    """interpolation.png: the frames side by side, first to last (an empty cell for a frame
+    without an image)."""
+    tiles = _tiles(job, records)
+    shape = next((tile.shape for tile in tiles if tile is not None), None)
+    if shape is None:
+        return
+    blank = np.zeros(shape, np.uint8)
+    blank[:] = job.output["background"]
+    strip = np.concatenate([blank if tile is None else tile for tile in tiles], axis=1)
+    text = {"render:key": job.key, "render:interpolate": " -> ".join(job.sources)}
+    write_png(os.path.join(job.out_dir, STRIP), strip, text)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
+from render import algebra
 from render.ascent import LOOPS
 from render.classes import parse_classes
 from render.dream import (
@@ -18,12 +19,14 @@ from render.dream import (
     check_settings,
     expand_inputs,
     objective_terms,
+    read_photo,
 )
 from render.errors import UserError
+from render.expressions import ExpressionError, parse_for
 from render.models.layers import vgg_table
 from render.models.network import Layer, Network, UnknownLayerError, conv_layer, find_layer
 from render.models.vgg import ARCHITECTURES, PRECISIONS, VGGNetwork
-from render.networks import file_identity, load_network, model_folder, model_identity
+from render.networks import file_identity, load_network, model_folder, model_identity, read_labels
 from render.ranges import parse_indices
 from render.styles import check_style
 
@@ -57,10 +60,16 @@ class Job:
     objective: str = "filters"  # or "class"
     class_output: str = "logit"  # class objective: the logit, or the softmax probability
     progress: bool = True
+    init: str | None = None  # a photo to start from instead of noise (absolute path)
+    init_weight: float = 0.0  # L2 pull back towards the init photo, in 0-1 pixel units
 
     @property
     def channels(self) -> int:
         return self.layer.channels
+
+    @property
+    def need_top(self) -> bool:
+        return self.objective == "class"
 
 
 def _whole(cfg: DictConfig, key: str, value=None) -> int:
@@ -88,6 +97,78 @@ def _network(cfg: DictConfig) -> Network:
     return load_network(cfg, need_top=cfg.objective == "class", read=False).network
 
 
+OBJECTIVE_KINDS = ("objectives", "interpolate", "caricature")  # runs of objective expressions
+EXAMPLE_PAIR = 'interpolate=\'["block4_conv3:12", "block4_conv3:30"]\''
+
+
+def objectives_kind(cfg: DictConfig) -> str | None:
+    """Which of objectives=, interpolate= and caricature= the command sets (None: none)."""
+    chosen = [kind for kind in OBJECTIVE_KINDS if cfg.get(kind) is not None]
+    if len(chosen) > 1:
+        raise UserError(f"{chosen[0]}= and {chosen[1]}= cannot be combined: give one of them")
+    return chosen[0] if chosen else None
+
+
+def expression_texts(cfg: DictConfig, kind: str) -> list[str]:
+    """The expressions of objectives= or interpolate= as strings ([] for caricature=)."""
+    if kind == "caricature":
+        return []
+    value = cfg[kind]
+    items = [value] if isinstance(value, str | int | float) else list(value)
+    texts = [str(item) for item in items]
+    if not texts:
+        raise UserError(f"{kind}= is empty: give a list of objectives, e.g. {EXAMPLE_PAIR}")
+    if kind == "interpolate" and len(texts) != 2:
+        raise UserError(f"interpolate= takes two objectives, not {len(texts)}: e.g. {EXAMPLE_PAIR}")
+    return texts
+
+
+def parse_expressions(network: Network, texts: list[str]) -> list[algebra.Objective]:
+    """Each expression as an objective of `network`; a malformed one is a one-line UserError
+    (the ExpressionError's message)."""
+    objectives = []
+    for text in texts:
+        try:
+            objective = parse_for(network, text)
+        except ExpressionError as err:
+            raise UserError(str(err)) from None
+        for term in objective.terms:
+            layer = find_layer(network.layers, term.layer_read) if term.layer_read else None
+            if layer is not None and not layer.visualizable:
+                raise UserError(
+                    f'objective "{text}": layer {layer.name} cannot be visualized (it has no '
+                    "units of its own): use a conv or dense layer"
+                )
+            if isinstance(term, algebra.Neuron) and layer is not None and layer.kind != "conv":
+                raise UserError(
+                    f'objective "{text}": {layer.name} is fully connected: a neuron (@) needs '
+                    f"a spatial layer; write {layer.name}:K for its unit K"
+                )
+        objectives.append(objective)
+    return objectives
+
+
+def layers_read(network: Network, objectives: list[algebra.Objective]) -> list[Layer]:
+    """The layers the objectives read, in network order."""
+    names = set().union(*(objective.reads for objective in objectives))
+    return sorted((find_layer(network.layers, name) for name in names), key=lambda x: x.index)
+
+
+def _full_vgg(cfg: DictConfig) -> VGGNetwork:
+    """The configured VGG at full width, with its class names: for checks before any weights."""
+    return VGGNetwork(cfg.model.name, labels=read_labels(cfg.model.labels) or ())
+
+
+def _reads_dense(cfg: DictConfig, kind: str) -> bool:
+    """Whether the expressions read a fully connected layer (the head among them): checked on
+    the VGG table at full width, so nothing waits for weights."""
+    if kind == "caricature":
+        return False
+    network = _full_vgg(cfg) if cfg.model.name in ARCHITECTURES else _network(cfg)
+    read = layers_read(network, parse_expressions(network, expression_texts(cfg, kind)))
+    return any(layer.kind == "dense" for layer in read)
+
+
 def layer_name(cfg: DictConfig) -> str:
     """The canonical name of `layer` (a 2016 alias named as Keras names it)."""
     if cfg.objective == "class":
@@ -102,6 +183,9 @@ def image_size(cfg: DictConfig):
     model's own input size."""
     if cfg.size != "auto":
         return cfg.size
+    kind = objectives_kind(cfg)
+    if cfg.model.name in ARCHITECTURES and kind is not None:  # expressions: 224 for the head
+        return 224 if _reads_dense(cfg, kind) else 128
     if cfg.model.name in ARCHITECTURES:
         return 224 if cfg.objective == "class" else 128
     return _network(cfg).input_size
@@ -116,8 +200,13 @@ def weights_id(spec: str) -> str:
 
 def run_key(cfg: DictConfig) -> str:
     """Hash of every setting that changes the images (not batch size, loop or output options)."""
+    kind = objectives_kind(cfg)
+    if kind is not None:
+        layer = kind
+    else:
+        layer = "predictions" if cfg.objective == "class" else layer_name(cfg)
     settings = {
-        "layer": "predictions" if cfg.objective == "class" else layer_name(cfg),
+        "layer": layer,
         "weights": weights_id(str(cfg.weights)),
         "size": image_size(cfg),
         "steps": cfg.steps,
@@ -134,8 +223,21 @@ def run_key(cfg: DictConfig) -> str:
     if model_identity(cfg) is not None:  # vgg16 runs keep the keys they had before models
         settings["model"] = model_identity(cfg)
         if cfg.model.name in ("keras", "flax"):
-            settings["layer"] = layer_name(cfg) if cfg.objective != "class" else "head"
+            if kind is None:
+                settings["layer"] = layer_name(cfg) if cfg.objective != "class" else "head"
             settings.pop("weights")
+    if kind == "objectives":  # the expressions as given, in order
+        settings["objectives"] = expression_texts(cfg, kind)
+    elif kind == "interpolate":
+        settings["interpolate"] = expression_texts(cfg, kind)
+        settings |= {"frames": cfg.frames, "alignment": cfg.interpolate_alignment}
+    elif kind == "caricature":
+        settings["caricature"] = file_identity(str(cfg.caricature))
+        settings |= {"caricature_layer": layer_name(cfg), "cosine": cfg.caricature_cosine}
+    if cfg.init is not None:  # runs without a photo keep the keys they had before photos
+        settings |= {"init": file_identity(str(cfg.init))}
+    if cfg.init is not None or kind == "caricature":
+        settings |= {"init_weight": cfg.init_weight}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -155,6 +257,17 @@ def run_dir(cfg: DictConfig) -> str:
             str(name) for name in cfg.dream.layers or cfg.dream.filters or ["default"]
         )
         return f"dream/{layers}-{dream_key(cfg)[:8]}"
+    try:
+        kind = objectives_kind(cfg)
+    except UserError:
+        kind = None  # never used: validation refuses the run first
+    if kind is not None:
+        try:
+            key, size, model = run_key(cfg)[:8], image_size(cfg), model_folder(cfg)
+        except (UnknownLayerError, UserError):
+            key, size, model = "none", cfg.size, None  # never used, as below
+        folder = f"{kind}/{cfg.style.name}-{size}px-seed{cfg.seed}-{key}"
+        return f"{model}/{folder}" if model else folder
     try:
         layer, key, size = layer_name(cfg), run_key(cfg)[:8], image_size(cfg)
         model = model_folder(cfg)
@@ -186,10 +299,15 @@ def _writable_root(root: str) -> None:
         raise UserError(f"output folder {root} is not writable: choose another with output.root=")
 
 
-def _check_output(output: DictConfig) -> None:
-    if output.label_kind not in ("index", "loss", "both"):
+def _check_output(output: DictConfig, expressions: bool = False) -> None:
+    if expressions and output.label_kind not in ("index", "loss", "both", "objective"):
+        raise UserError(
+            f"output.label_kind={output.label_kind} is invalid: use index, loss, both or objective"
+        )
+    if not expressions and output.label_kind not in ("index", "loss", "both"):
         raise UserError(
             f"output.label_kind={output.label_kind} is invalid: use index, loss or both"
+            + (" (objective is for objectives= runs)" if output.label_kind == "objective" else "")
         )
     for key, low, high in (("scale", 1, 16), ("margin", 0, 1000), ("best_n", 1, 100_000)):
         value = output[key]
@@ -258,6 +376,7 @@ def make_job(cfg: DictConfig) -> Job:
     if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
         raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
     _writable_root(cfg.output.root)
+    init, init_weight = _init_photo(cfg)
     # everything cheap first: a typo must not wait for a download
     full_width = network is not None or str(cfg.weights) in ("imagenet", "random")
     labels = () if network is None else network.labels
@@ -290,6 +409,191 @@ def make_job(cfg: DictConfig) -> Job:
         objective=cfg.objective,
         class_output=cfg.class_output,
         progress=bool(cfg.progress),
+        init=init,
+        init_weight=init_weight,
+    )
+
+
+def _number(cfg: DictConfig, key: str, low: float = 0.0, high: float = 1e6) -> float:
+    value = cfg[key]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (math.isfinite(value) and low <= value <= high)
+    ):
+        raise UserError(f"{key}={value} is invalid: use a number from {low:g} to {high:g}")
+    return float(value)
+
+
+def _photo_path(cfg: DictConfig, key: str) -> str:
+    """The photo a setting names, as an absolute path, read once to check it."""
+    spec = str(cfg[key])
+    path = os.path.abspath(os.path.expanduser(spec))
+    try:
+        read_photo(path)
+    except UserError as err:
+        raise UserError(f"{key}={spec}: {err}") from None
+    return path
+
+
+def _init_photo(cfg: DictConfig) -> tuple[str | None, float]:
+    """init= (a photo to start from, or None) and init_weight, checked."""
+    weight = _number(cfg, "init_weight", 0.0, 1e9)
+    return (None if cfg.init is None else _photo_path(cfg, "init")), weight
+
+
+@dataclass(frozen=True)
+class ObjectivesJob:
+    """A run of objective expressions (objectives=), an interpolation between two
+    (interpolate=) or a caricature of a photo (caricature=): one image per objective."""
+
+    kind: str  # "objectives", "interpolate" or "caricature"
+    network: Network
+    layer: Layer  # the deepest layer read
+    expressions: list[str]  # what each image maximizes, in order (its record's `objective`)
+    objectives: list  # render.algebra objectives, one per image ([] for a caricature)
+    weights_path: str | None
+    need_top: bool  # an expression reads the dense top
+    size: int
+    steps: int
+    step_size: float
+    seed: int
+    batch_size: int | None
+    loop: str
+    precision: str
+    style: dict
+    out_dir: str
+    key: str
+    output: dict = field(default_factory=dict)
+    progress: bool = True
+    init: str | None = None  # the photo to start from (a caricature's own photo)
+    init_weight: float = 0.0
+    sources: list[str] = field(default_factory=list)  # interpolate: the two expressions
+    frames: int = 0
+    alignment: float = 0.0  # interpolate: weight of the alignment of neighbouring frames
+    cosine: float = 0.0  # caricature: cosine power
+
+    @property
+    def objective(self) -> str:
+        return self.kind
+
+
+def _caricature_layer(network: Network, name: str) -> Layer:
+    try:
+        return conv_layer(network.layers, name, "caricature")
+    except UnknownLayerError as err:
+        raise UserError(str(err)) from None
+
+
+def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
+    """Check an objectives=, interpolate= or caricature= command: expressions first (on the VGG
+    table at full width, before any weights), then every setting, then the weights' shapes."""
+    from render.objectives import interpolation
+
+    if cfg.objective != "filters":
+        raise UserError(f"{kind}= sets its own objectives: leave out objective={cfg.objective}")
+    texts = expression_texts(cfg, kind)
+    vgg = cfg.model.name in ARCHITECTURES
+    if vgg:  # names, channel ranges and class names: a typo must not wait for a download
+        full = _full_vgg(cfg)
+        if kind == "caricature":
+            _caricature_layer(full, cfg.layer)
+        else:
+            parse_expressions(full, texts)
+    if cfg.precision not in PRECISIONS:
+        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    reads_dense = _reads_dense(cfg, kind)
+    size = image_size(cfg)
+    if reads_dense and vgg and size != 224:
+        raise UserError(
+            f"{kind}= reading the fully connected top (class:, fc1, fc2) needs size=224 (the "
+            "top's input) or size=auto"
+        )
+    size = _whole(cfg, "size", size)
+    steps, seed = _whole(cfg, "steps"), _whole(cfg, "seed")
+    step_size = cfg.step_size
+    if (
+        isinstance(step_size, bool)
+        or not isinstance(step_size, int | float)
+        or not (math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE)
+    ):
+        raise UserError(f"step_size={step_size} is invalid: use a number in (0, {MAX_STEP_SIZE:g}]")
+    batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")
+    if cfg.loop not in ("auto",) + LOOPS:
+        raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
+    _check_output(cfg.output, expressions=True)
+    _writable_root(cfg.output.root)
+    init, init_weight = _init_photo(cfg)
+    frames, alignment, cosine = 0, 0.0, 0.0
+    if kind == "caricature":
+        if init is not None:
+            raise UserError("caricature= starts from its own photo: leave out init=")
+        init = _photo_path(cfg, "caricature")
+        cosine = _number(cfg, "caricature_cosine", 0.0, 100.0)
+    if kind == "interpolate":
+        frames = cfg.frames
+        if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 1024:
+            raise UserError(f"frames={frames} is invalid: use a whole number from 2 to 1024")
+        alignment = _number(cfg, "interpolate_alignment")
+    loaded = load_network(cfg, need_top=reads_dense, read=False)
+    network = loaded.network
+    if kind == "caricature":
+        layer = _caricature_layer(network, cfg.layer)
+        read, objectives = [layer], []
+        expressions = [f"caricature({layer.name}) of {os.path.basename(init)}"]
+    else:
+        objectives = parse_expressions(network, texts)
+        read = layers_read(network, objectives)
+        layer, expressions = read[-1], list(texts)
+        if kind == "interpolate":
+            objectives, expressions = interpolation(*objectives, *texts, frames, alignment, layer)
+    if reads_dense and not vgg and network.fixed_size and size != network.input_size:
+        raise UserError(
+            f"{kind}= reading the head needs size={network.input_size} (the input size "
+            f"{network.name}'s head was built for) or size=auto"
+        )
+    spatial = [item for item in read if item.kind == "conv"]
+    coarsest = max(spatial, key=lambda x: x.stride, default=None)
+    stride = coarsest.stride if coarsest is not None else 1
+    if size < stride:
+        raise UserError(
+            f"size={size} leaves no spatial map at {coarsest.name} (it sees 1/{stride} of "
+            f"the image): use size>={stride}"
+        )
+    style = OmegaConf.to_container(cfg.style, resolve=True)
+    problem = check_style(style, size, stride)
+    if reads_dense and style.get("octaves", 1) != 1:
+        problem = f"{kind}= reading the fully connected top renders at 1 size: use style.octaves=1"
+    if style.get("diversity", 1) != 1:
+        problem = f"style.diversity is for filter runs: use style.diversity=1 with {kind}="
+    if problem:
+        raise UserError(problem)
+    return ObjectivesJob(
+        kind=kind,
+        network=network,
+        layer=layer,
+        expressions=expressions,
+        objectives=objectives,
+        weights_path=loaded.weights_path,
+        need_top=reads_dense,
+        size=size,
+        steps=steps,
+        step_size=float(step_size),
+        seed=seed,
+        batch_size=batch_size,
+        loop=cfg.loop,
+        precision=cfg.precision,
+        style=style,
+        out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
+        key=run_key(cfg),
+        output=OmegaConf.to_container(cfg.output, resolve=True),
+        progress=bool(cfg.progress),
+        init=init,
+        init_weight=init_weight,
+        sources=texts if kind == "interpolate" else [],
+        frames=frames,
+        alignment=alignment,
+        cosine=cosine,
     )
 
 
@@ -330,9 +634,14 @@ def make_dream_job(cfg: DictConfig) -> DreamJob:
     return DreamJob(settings, photos, network, cfg.precision, max_side, out_dir)
 
 
-def prepare(cfg: DictConfig) -> Job | DreamJob:
+def prepare(cfg: DictConfig) -> Job | DreamJob | ObjectivesJob:
     """The checked job of a composed config, whatever its objective."""
+    kind = objectives_kind(cfg)
+    if kind is not None:
+        return make_objectives_job(cfg, kind)
     if cfg.objective == "dream":
+        if cfg.init is not None:
+            raise UserError("init= is for rendered objectives: objective=dream starts from image=")
         return make_dream_job(cfg)
     if cfg.objective not in ("filters", "class"):
         raise UserError(f"objective={cfg.objective} is invalid: use filters, class or dream")

@@ -18,6 +18,13 @@ SIZE = 96
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def exit_code(argv) -> int:
+    """python -m render.analyze's exit status for `argv` (the tools' one exit rule)."""
+    with pytest.raises(SystemExit) as exit_info:
+        analyze.main(argv)
+    return exit_info.value.code
+
+
 def rgb(gray: np.ndarray) -> np.ndarray:
     g = np.asarray(gray, float)
     g = (g - g.min()) / (np.ptp(g) + 1e-12)
@@ -204,7 +211,7 @@ def test_twins_command_writes_csv_figure_and_summary(tmp_path, capsys):
     base = sawtooth()
     images = {0: base, 1: texture(3), 2: vary(np.rot90(base)), 3: None, 4: oriented(5, 40)}
     folder = make_run(tmp_path, images)
-    assert analyze.main(["twins", folder]) == 0
+    assert exit_code(["twins", folder]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "block3_conv1: 2 of 4 filters (50.0%) have a rotation twin above 0.60"
     assert out[1].split()[:3] == ["0", "2", "rot90"]
@@ -231,16 +238,16 @@ def test_twins_command_threshold_top_and_mirror(tmp_path, capsys):
     base, other = sawtooth(), oriented(6, theta=10)
     images = {0: base, 1: vary(np.rot90(base, 3)), 2: other, 3: vary(other[:, ::-1])}
     folder = make_run(tmp_path, images, layer="block2_conv2")
-    assert analyze.main(["twins", folder, "--top", "0"]) == 0
+    assert exit_code(["twins", folder, "--top", "0"]) == 0
     assert [r["filter_b"] for r in read_rows(folder)] == ["1"]
     assert not os.path.exists(os.path.join(folder, "twins.png"))
-    assert analyze.main(["twins", folder, "--mirror", "--top", "1"]) == 0
+    assert exit_code(["twins", folder, "--mirror", "--top", "1"]) == 0
     assert {(r["filter_a"], r["transform"]) for r in read_rows(folder)} == {
         ("0", "rot270"),
         ("2", "flipH"),
     }
     assert read_png(os.path.join(folder, "twins.png"))[0].shape[0] == SIZE + 2 * (SIZE // 16)
-    assert analyze.main(["twins", folder, "--threshold", "0.999"]) == 0
+    assert exit_code(["twins", folder, "--threshold", "0.999"]) == 0
     assert read_rows(folder) == []
     assert not os.path.exists(os.path.join(folder, "twins.png"))  # no stale figure
     out = capsys.readouterr().out
@@ -267,7 +274,7 @@ def test_twins_command_errors_are_one_line(tmp_path, capsys, case, message):
         if case == "damaged":
             with open(os.path.join(folder, "metadata.json"), "w") as f:
                 f.write("{not json")
-    assert analyze.main(["twins", folder]) == 2
+    assert exit_code(["twins", folder]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()

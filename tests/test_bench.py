@@ -9,6 +9,11 @@ from render.models.layers import CONV_LAYERS, VGG19_BLOCKS, get_layer, vgg_table
 os.environ["KERAS_BACKEND"] = "jax"  # before anything imports keras
 
 
+def error(capsys) -> str:
+    """What a tool printed on stderr: its one-line error."""
+    return capsys.readouterr().err.strip()
+
+
 def test_flop_count_matches_the_whole_network_figure():
     """4,224 filters, 128 px, 20 steps: the throughput issue's 1.26 PFLOP."""
     total = sum(step_flops(layer, 128) * 20 * layer.channels for layer in CONV_LAYERS)
@@ -63,10 +68,11 @@ def test_benchmark_prints_and_writes_json(tmp_path, capsys):
         assert r["fraction_of_ceiling"] == pytest.approx(r["nominal_gflops"] / r["ceiling_gflops"])
 
 
-def test_benchmark_rejects_an_unknown_precision_in_one_line():
+def test_benchmark_rejects_an_unknown_precision_in_one_line(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["--precision", "fp32,fp16"])
-    assert str(exit.value) == "render.bench: error: --precision fp16: use one of fp32, tf32, bf16"
+    assert exit.value.code == 2
+    assert error(capsys) == "render.bench: error: --precision fp16: use one of fp32, tf32, bf16"
 
 
 def test_device_check_compares_each_precision_with_cpu_fp32(capsys, monkeypatch):
@@ -146,13 +152,14 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
         (["--steps", "0"], "--steps 0: use a positive whole number"),
     ],
 )
-def test_benchmark_rejects_bad_options_in_one_line(args, message):
+def test_benchmark_rejects_bad_options_in_one_line(args, message, capsys):
     with pytest.raises(SystemExit) as exit:
         main(args)
-    assert str(exit.value).startswith("render.bench: error: ") and message in str(exit.value)
+    text = error(capsys)
+    assert exit.value.code == 2 and text.startswith("render.bench: error: ") and message in text
 
 
-def test_device_check_without_a_cpu_backend_says_how_to_get_one(monkeypatch):
+def test_device_check_without_a_cpu_backend_says_how_to_get_one(monkeypatch, capsys):
     import jax
 
     from render import devicecheck
@@ -163,7 +170,7 @@ def test_device_check_without_a_cpu_backend_says_how_to_get_one(monkeypatch):
     monkeypatch.setattr(jax, "devices", no_cpu)
     with pytest.raises(SystemExit) as exit:
         devicecheck.main(["--layers", "conv1_1"])
-    assert str(exit.value) == (
+    assert exit.value.code == 2 and error(capsys) == (
         "render.devicecheck: error: no CPU backend for the reference: add cpu to JAX_PLATFORMS"
     )
 
@@ -220,13 +227,13 @@ def test_benchmark_runs_a_keras_file_through_the_network_interface(
         assert first["executed_gflops"] == pytest.approx(first["nominal_gflops"], rel=1e-2)
 
 
-def test_benchmark_on_a_keras_file_refuses_vgg_precisions(chain_file):
+def test_benchmark_on_a_keras_file_refuses_vgg_precisions(chain_file, capsys):
     argv = ["--model", "keras", "--model-file", chain_file, "--preprocess", "unit"]
     with pytest.raises(SystemExit) as exit:
         main([*argv, "--precision", "bf16"])
-    assert str(exit.value) == (
+    assert exit.value.code == 2 and error(capsys) == (
         "render.bench: error: --precision bf16: use fp32 with --model keras (tf32 and bf16 are VGG's)"
     )
     with pytest.raises(SystemExit) as exit:
         main([*argv, "--layers", "block1_pool,block9_conv1"])
-    assert str(exit.value).startswith("render.bench: error: unknown layer 'block9_conv1'")
+    assert error(capsys).startswith("render.bench: error: unknown layer 'block9_conv1'")

@@ -223,7 +223,9 @@ def fake_root(tmp_path):
 
 def run_overview(root, *args):
     out = str(root / "ov.png")
-    overview_main([str(root), "--out", out, "--margin", "1", "--font-size", "10", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        overview_main([str(root), "--out", out, "--margin", "1", "--font-size", "10", *args])
+    assert exit_info.value.code == 0
     with Image.open(out) as img:
         return np.asarray(img.convert("RGB")), img.info
 
@@ -267,7 +269,9 @@ def test_overview_labels_and_scale(fake_root):
 
 def test_overview_pdf_by_suffix(fake_root):
     out = fake_root / "ov.pdf"
-    overview_main([str(fake_root), "--out", str(out), "--dpi", "150"])
+    with pytest.raises(SystemExit) as exit_info:
+        overview_main([str(fake_root), "--out", str(out), "--dpi", "150"])
+    assert exit_info.value.code == 0
     assert out.read_bytes().startswith(b"%PDF")
 
 

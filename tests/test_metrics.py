@@ -49,3 +49,34 @@ def test_measure_ratio_and_best_stimulus(params, tmp_path):
     assert records["1"]["natural_max"] == pytest.approx(acts[:, 1].max(), rel=1e-5)
     assert records["1"]["best_stimulus"] == bool(acts[(pick + 1) % 6, 1] > acts[pick, 1])
     assert "activation" not in records["2"]
+
+
+def test_robustness_of_a_constant_image_is_one(params, tmp_path):
+    """Every view of a constant image is the same image: robustness 1, and the views' ratio to
+    the natural crops is the image's own."""
+    model = VGGNetwork(width_divisor=16)
+    p = {"params": params}
+    crops = reference_crops()[:4]
+    Image.fromarray(np.full((64, 64, 3), (180, 90, 40), np.uint8)).save(tmp_path / "c.png")
+    records = {str(k): {"status": "ok", "file": "c.png"} for k in range(3)}
+    measure(str(tmp_path), records, p, model, "block2_conv1", crops)
+    for record in records.values():
+        if record["activation"] > 0:
+            assert record["robustness"] == pytest.approx(1.0, rel=1e-4)
+            assert record["ratio_to_natural_views"] == pytest.approx(
+                record["ratio_to_natural"], rel=1e-4
+            )
+    assert any(r["activation"] > 0 for r in records.values())
+
+
+def test_robustness_views_move_a_pattern(params):
+    """A pattern's views differ from it (jitter, scale, rotation), drawn alike for every image."""
+    from render.metrics import ROBUSTNESS_VIEWS, random_views
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    views = np.asarray(random_views(images))
+    assert views.shape == (2 * ROBUSTNESS_VIEWS, 32, 32, 3)
+    assert np.abs(views[:ROBUSTNESS_VIEWS] - images[0]).mean(axis=(1, 2, 3)).min() > 5
+    again = np.asarray(random_views(images[::-1]))
+    np.testing.assert_allclose(again[:ROBUSTNESS_VIEWS], views[ROBUSTNESS_VIEWS:], atol=1e-3)

@@ -93,6 +93,9 @@ def setup(params):
         ("olah2017", {}),
         ("chollet2016", {"octaves": 2, "blur_every": 3, "tv_weight": 1.0, "l2_weight": 1.0}),
         ("olah2017", {"octaves": 2, "transforms": None}),
+        ("olah2017_256", {}),
+        ("fel2023", {"crops": 2}),
+        ("fel2023", {"crops": 1, "transparency": False}),
     ],
 )
 def test_each_style_improves_its_objective(setup, name, changes):
@@ -102,8 +105,9 @@ def test_each_style_improves_its_objective(setup, name, changes):
     targets = jnp.arange(4, dtype=jnp.int32)
     keys = image_keys(0, 4, targets)
     ascent = compile_ascent(objective, style, 32, 24, "python", params, targets, keys)
-    images, start, end = ascent.run(params, targets, keys)
+    images, start, end, *alpha = ascent.run(params, targets, keys)
     assert images.shape == (4, 32, 32, 3)
+    assert len(alpha) == int(style.transparency)
     assert np.mean(np.asarray(end) > np.asarray(start)) >= 0.75
 
 
@@ -112,9 +116,16 @@ def test_each_style_improves_its_objective(setup, name, changes):
     [
         (
             {"parameterization": "wavelet"},
-            "style.parameterization=wavelet is invalid: use pixels or fourier",
+            "style.parameterization=wavelet is invalid: use pixels, fourier or maco",
         ),
-        ({"optimizer": "lbfgs"}, "style.optimizer=lbfgs is invalid: use normalized_sgd or adam"),
+        (
+            {"optimizer": "lbfgs"},
+            "style.optimizer=lbfgs is invalid: use normalized_sgd, adam or nadam",
+        ),
+        (
+            {"lr_schedule": "step"},
+            "style.lr_schedule=step is invalid: use constant, cosine or linear",
+        ),
         ({"octaves": 0}, "style.octaves=0 is invalid: use a number from 1 to 8"),
         ({"transforms": {"scale": 2.0}}, "style.transforms.scale=2.0 is invalid"),
         ({"octaves": 4, "octave_scale": 2.0}, "the smallest octave (16 px) leaves no spatial map"),

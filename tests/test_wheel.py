@@ -49,6 +49,7 @@ def test_wheel_installs_render_alone_and_runs_from_anywhere(tmp_path):
     top = {name.split("/")[0] for name in names if ".dist-info/" not in name}
     assert top == {"render"}
     assert {"render/models/vgg.py", "render/conf/config.yaml", "render/api.py"} <= set(names)
+    assert {"render/templates/run.html", "render/templates/gallery.css"} <= set(names)
     assert any(name.startswith("render/conf/style/") for name in names)
     assert any(name.startswith("render/data/") for name in names)
 
