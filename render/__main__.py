@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 
 import hydra
@@ -41,7 +40,9 @@ def task(cfg: DictConfig) -> None:
         need_top = getattr(job, "need_top", False)  # class objectives, expressions reading the top
         params = load_network(cfg, need_top=need_top).params
         if isinstance(job, DreamJob):
-            failed = dream_photos(job, params)
+            failed = dream_photos(job, params, OmegaConf.to_container(cfg, resolve=True))
+            if job.output["gallery"]:
+                log.info("gallery: %s", write_gallery(job.output["root"])[-1])
             if failed:
                 sys.exit(1)
             return
@@ -66,12 +67,12 @@ def task(cfg: DictConfig) -> None:
         sys.exit(130)
 
 
-def dream_photos(job, params) -> int:
-    """Dream every photo of the job; returns how many failed (each said in one line)."""
-    from render.dream import dream_files
+def dream_photos(job, params, settings: dict | None = None) -> int:
+    """Dream every photo of the job into its run folder (resuming; see run.render_dreams);
+    returns how many failed (each said in one line)."""
+    from render.run import render_dreams
 
-    os.makedirs(job.out_dir, exist_ok=True)
-    results = dream_files(params, job.network, job.photos, job.settings, job.out_dir, job.max_side)
+    results = render_dreams(job, params, settings or {})
     for path, error in results:
         if error:
             log.error("render: error: %s", error)

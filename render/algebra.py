@@ -103,6 +103,16 @@ class Channel(Term):
 
 
 @_pytree
+class ChannelL2(Channel):
+    """Mean square of channel k (deep dream on single filters)."""
+
+    kind: ClassVar[str] = "channel_l2"
+
+    def reduce(self, selected: jax.Array) -> jax.Array:
+        return _mean_per_image(jnp.square(selected))
+
+
+@_pytree
 class ClassLogit(Channel):
     """Logit k of the head: channel k of a dense layer, before the softmax."""
 
@@ -408,6 +418,12 @@ def neuron(layer: str, k, position=None) -> Objective:
 def layer_l2(layer: str) -> Objective:
     """Mean square of the whole layer: deep dream."""
     return _leaf(LayerL2(layer))
+
+
+def channel_l2(layer: str, k) -> Objective:
+    """Mean square of channel k of `layer` (deep dream on one filter); k an int or an int
+    array (N,): a stack."""
+    return _leaf(ChannelL2(layer, _int(k)))
 
 
 def class_logit(layer: str, k) -> Objective:

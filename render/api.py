@@ -63,8 +63,8 @@ def visualize(
     from render.gallery import write_gallery
     from render.model_io import enable_compilation_cache
     from render.networks import load_network
-    from render.run import render_layer
-    from render.settings import Job, prepare
+    from render.run import render_layer, render_objectives
+    from render.settings import Job, ObjectivesJob, prepare
 
     chosen = {"layer": layer, "filters": filters, "weights": weights, "style": style}
     chosen |= {"steps": steps, "size": size, "seed": seed}
@@ -82,19 +82,28 @@ def visualize(
             cfg.output.root = os.path.join(cfg.cache_dir, API_FOLDER)
         cfg.output.root = os.path.abspath(os.path.expanduser(cfg.output.root))
         job = prepare(cfg)
-        if not isinstance(job, Job):
+        if not isinstance(job, Job | ObjectivesJob):
             raise UserError(
-                "visualize renders filters or classes: run objective=dream with python -m render"
+                "visualize renders filters, classes and objectives: run objective=dream with "
+                "python -m render"
             )
         enable_compilation_cache(cfg.cache_dir)
-        params = load_network(cfg, need_top=job.objective == "class").params
-        meta = render_layer(job, params, OmegaConf.to_container(cfg, resolve=True))
+        expressions = isinstance(job, ObjectivesJob)
+        need_top = job.need_top if expressions else job.objective == "class"
+        params = load_network(cfg, need_top=need_top).params
+        draw = render_objectives if expressions else render_layer
+        meta = draw(job, params, OmegaConf.to_container(cfg, resolve=True))
         if job.output["gallery"]:
             write_gallery(job.output["root"])
     except UserError as err:
         raise ValueError(str(err)) from None
     records = meta["filters"]
-    order = requested_order(filters, job.filters) if job.objective == "filters" else job.filters
+    if expressions:  # one image per expression, in the order given
+        order = list(range(len(job.expressions)))
+    elif job.objective == "filters":
+        order = requested_order(filters, job.filters)
+    else:
+        order = job.filters
     images = {}
     for k in order:
         record = records[str(k)]
@@ -103,12 +112,12 @@ def visualize(
     empty = [k for k in order if k not in images]
     if empty:
         warnings.warn(
-            f"{job.layer.name}: no image for filters {empty} (their activation never left "
-            "zero, or the ascent diverged); they are black",
+            f"{job.layer.name}: no image for {'images' if expressions else 'filters'} {empty} "
+            "(their activation never left zero, or the ascent diverged); they are black",
             RuntimeWarning,
             stacklevel=2,
         )
-    side, copies = job.size, job.style.get("diversity", 1)  # diverse images lie side by side
+    side, copies = job.size, job.style.get("diversity") or 1  # diverse images lie side by side
     shape = next(iter(images.values())).shape if images else (side, side * copies, 3)
     black = np.zeros(shape, np.uint8)
     return np.stack([images.get(k, black) for k in order])

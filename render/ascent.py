@@ -164,6 +164,14 @@ def anchor_penalty(photo: jax.Array, weight: float, convention) -> Callable:
     return penalty
 
 
+def octave_shapes(style: Style, size, steps: int) -> list[tuple[tuple[int, int], int]]:
+    """((height, width), steps) of each octave, smallest first: style.octave_plan applied to
+    each side of `size` (an int: a square; or (height, width))."""
+    height, width = (size, size) if isinstance(size, int) else size
+    rows, cols = style.octave_plan(height, steps), style.octave_plan(width, steps)
+    return [((h, w), n) for (h, n), (w, _) in zip(rows, cols, strict=True)]
+
+
 @dataclass
 class Ascent:
     """Compiled ascents for one batch shape: run(params, targets, keys) -> result."""
@@ -190,7 +198,7 @@ def peak_bytes(compiled) -> int:
 def compile_ascent(
     objective: Objective,
     style: Style,
-    size: int,
+    size: int | tuple[int, int],
     steps: int,
     loop: str,
     params,
@@ -205,39 +213,46 @@ def compile_ascent(
     run() returns (final network-input images, loss per image at the start, loss at the end):
     both losses are the objective (without penalties) on the untransformed image at the final
     size, by the same compiled function; the start is the initial image, upscaled to the final
-    size when octaves are used. `start` (B, size, size, 3) network-input images replace the
-    random start (resized to the first octave; the batch's keys still draw the transforms);
-    `penalty(images)` (B,) is subtracted from the objective at every step (see make_step).
-    With style.transparency run() returns a fourth element: |d total / d image| per pixel,
-    summed over channels and steps, (B, size, size) (MACO's transparency map).
+    size when octaves are used. `size` is a side, or (height, width) for images that are not
+    square (those need `start`: the parameterizations draw square random starts). `start`
+    (B, height, width, 3) network-input images replace the random start (resized to the first
+    octave; the batch's keys still draw the transforms), and run(start=...) takes another
+    start of the same shape through the same compiled programs; `penalty(images)` (B,) is
+    subtracted from the objective at every step (see make_step). With style.transparency run()
+    returns a fourth element: |d total / d image| per pixel, summed over channels and steps,
+    (B, height, width) (MACO's transparency map).
     """
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
     donate = (1,)  # the image state: its buffers are reused for the next step's
     par = style.parameterization
     begun = time.perf_counter()
-    plan = style.octave_plan(size, steps)
+    plan = octave_shapes(style, size, steps)
+    (first_h, first_w), (height, width) = plan[0][0], plan[-1][0]
 
     def fresh(param, carried=()):
         return (param, style.optimizer.init(param), *carried)
 
     # compiled ahead of time on concrete examples, so the programs take the inputs' shardings
+    from_start = None
     if start is None:
-        init = jax.jit(lambda keys: par.init(keys, plan[0][0])).lower(keys).compile()
+        if first_h != first_w:
+            raise ValueError(f"a {height}x{width} ascent needs start= images (not square)")
+        init = jax.jit(lambda keys: par.init(keys, first_h)).lower(keys).compile()
     else:
-        first_shape = (start.shape[0], plan[0][0], plan[0][0], 3)
+        first_shape = (start.shape[0], first_h, first_w, 3)
         from_start = jax.jit(lambda start: par.from_input(resize_images(start, first_shape)))
         from_start = from_start.lower(start).compile()
-        init = lambda keys: from_start(start)  # noqa: E731
+        init = lambda keys, given=start: from_start(given)  # noqa: E731
 
     def initial_images(param):  # the start as the network sees it at the final size
         images = par.to_input(param)
-        return resize_images(images, (images.shape[0], size, size, 3))
+        return resize_images(images, (images.shape[0], height, width, 3))
 
     param = init(keys)
     start_images = jax.jit(initial_images).lower(param).compile()
     # style.transparency: |d total / d image| per pixel, carried through the steps (and octaves)
-    carried = (jnp.zeros((len(targets), plan[0][0], plan[0][0])),) if style.transparency else ()
+    carried = (jnp.zeros((len(targets), first_h, first_w)),) if style.transparency else ()
     to_images = jax.jit(par.to_input)  # for run(observe=...): compiled on first use
     stages, programs = [], []
     for octave, (_, octave_steps) in enumerate(plan):
@@ -279,13 +294,13 @@ def compile_ascent(
 
             def grow(param, next_size=next_size):
                 images = par.to_input(param)
-                shape = (images.shape[0], next_size, next_size, 3)
+                shape = (images.shape[0], *next_size, 3)
                 return par.from_input(jax.image.resize(images, shape, "linear"))
 
             resize = jax.jit(grow).lower(param).compile()
             param = resize(param)
             if carried:  # the accumulated map follows the image to the next size
-                shape = (len(targets), next_size, next_size)
+                shape = (len(targets), *next_size)
                 carried = (jax.image.resize(carried[0], shape, "linear"),)
         stages.append((run_octave, resize, octave_steps))
     final_images = jax.jit(par.to_input).lower(param).compile()
@@ -293,19 +308,22 @@ def compile_ascent(
     compile_seconds = time.perf_counter() - begun
 
     grow_map = jax.jit(
-        lambda a, n: jax.image.resize(a, (a.shape[0], n, n), "linear"), static_argnums=1
+        lambda a, hw: jax.image.resize(a, (a.shape[0], *hw), "linear"), static_argnums=1
     )
 
-    def run(params, targets, keys, observe: Callable | None = None, every: int = 1):
+    def run(params, targets, keys, observe: Callable | None = None, every: int = 1, start=None):
         """observe(steps done, network-input images) is called after every `every` steps and
-        after the last (loop=python only): the run's own intermediate images."""
+        after the last (loop=python only): the run's own intermediate images. `start`: other
+        start images shaped like the compiled ones (an ascent compiled with start= only)."""
         if observe is not None and loop != "python":
             raise ValueError("run(observe=...) needs loop='python'")
-        param = init(keys)
+        if start is not None and from_start is None:
+            raise ValueError("run(start=...) needs an ascent compiled with start=")
+        param = init(keys) if start is None else init(keys, start)
         first = final_loss(params, start_images(param), targets)
         if loop == "device":  # its first program donates `param`: read it first
             first = jax.block_until_ready(first)
-        carried = (jnp.zeros((len(targets), plan[0][0], plan[0][0])),) if style.transparency else ()
+        carried = (jnp.zeros((len(targets), first_h, first_w)),) if style.transparency else ()
         done = 0
         for octave, (run_octave, resize, n) in enumerate(stages):
 

@@ -15,10 +15,11 @@ own) with the median ratio to the best crop under those views.
 `--trace` renders in this process instead (nothing is written to the run folders) and reads
 each run's own intermediate images every `--every` steps: per filter, the first step at which
 its image beats every natural crop and the first at which its ratio reaches `--ratio`; the table
-adds their medians in steps and seconds, and `--json` keeps every filter's trajectory. For a
-style whose schedule depends on the run's length (a learning-rate decay, MACO's shrinking
-crops), an intermediate image is that run's, not what a shorter run would give. The final
-images are written as PNGs under `--trace-dir` for side-by-side figures.
+adds their medians in steps and seconds (over the filters that get there, whose share is in
+brackets), and `--json` keeps every filter's trajectory. For a style whose schedule depends on
+the run's length (a learning-rate decay, MACO's shrinking crops), an intermediate image is that
+run's, not what a shorter run would give. The final images are written as PNGs under
+`--trace-dir` for side-by-side figures.
 """
 
 from __future__ import annotations
@@ -125,8 +126,8 @@ def print_table(rows: list[dict]) -> None:
         f"{'beat all crops':>15}{'median ratio':>13}{'best stimulus':>14}{'dead':>6}"
         f"{'robustness':>11}{'ratio (views)':>14}"
     )
-    if trace:
-        head += f"{'steps to beat':>14}{'s to beat':>10}{'steps to ratio':>15}{'s to ratio':>11}"
+    if trace:  # medians over the filters that get there (their share in brackets)
+        head += f"{'steps to beat':>20}{'s to beat':>10}{'steps to ratio':>21}{'s to ratio':>11}"
     print(head)
     for r in rows:
         line = (
@@ -136,11 +137,11 @@ def print_table(rows: list[dict]) -> None:
             f"{_number(r['robustness'], '.2f'):>11}{_number(r['ratio_views'], '.2f'):>14}"
         )
         if trace:
+            beat = f"{_number(r.get('steps_to_beat'), '.0f')} ({r.get('reached_beat', 0):.0%})"
+            ratio = f"{_number(r.get('steps_to_ratio'), '.0f')} ({r.get('reached_ratio', 0):.0%})"
             line += (
-                f"{_number(r.get('steps_to_beat'), '.0f'):>14}"
-                f"{_number(r.get('seconds_to_beat'), '.2f'):>10}"
-                f"{_number(r.get('steps_to_ratio'), '.0f'):>15}"
-                f"{_number(r.get('seconds_to_ratio'), '.2f'):>11}"
+                f"{beat:>20}{_number(r.get('seconds_to_beat'), '.2f'):>10}"
+                f"{ratio:>21}{_number(r.get('seconds_to_ratio'), '.2f'):>11}"
             )
         print(line)
 
@@ -259,14 +260,14 @@ def trace_job(cfg, job, label: str, every: int, goal: float, out_root: str | Non
     beat = [meta["filters"][str(k)].get("step_beats_natural") for k in job.filters]
     reach = [meta["filters"][str(k)].get("step_reaches_ratio") for k in job.filters]
     per_step = per_filter / job.steps
-    row |= {
+    row |= {  # medians over the filters that get there; `reached_*`: their share of all
         "seconds_per_filter": per_filter,
         "compile_seconds": compile_seconds,
-        "steps_to_beat": _median(beat) if None not in beat else None,
-        "seconds_to_beat": _median(beat) * per_step if None not in beat else None,
+        "steps_to_beat": _median(beat),
+        "seconds_to_beat": None if _median(beat) is None else _median(beat) * per_step,
         "reached_beat": sum(s is not None for s in beat) / len(beat),
-        "steps_to_ratio": _median(reach) if None not in reach else None,
-        "seconds_to_ratio": _median(reach) * per_step if None not in reach else None,
+        "steps_to_ratio": _median(reach),
+        "seconds_to_ratio": None if _median(reach) is None else _median(reach) * per_step,
         "reached_ratio": sum(s is not None for s in reach) / len(reach),
         "ratio_goal": goal,
         "every": every,

@@ -1,15 +1,20 @@
 """Deep dream on photos: amplify what chosen layers (or filters) of a network see in a photo.
 
-The recipe of the Keras example deep_dream.py (2016): the photo in caffe space, ascended at
-successive octaves from the smallest shape (original / octave_scale**i) up to the original
-size; each step follows the gradient normalized by its mean absolute value, an octave stops
-early once the loss exceeds `max_loss`, and between octaves the dreamed image is upscaled and
-the detail lost by downscaling the photo is injected back.
+The recipe of the Keras example deep_dream.py (2016), run by the one compiled engine of every
+render (render.ascent.compile_ascent): the photo in the network's input space (a Pixels
+parameterization starting from it), ascended at successive octaves from the smallest shape
+(original / octave_scale**i) up to the original size; each step follows the gradient
+normalized by its mean absolute value (styles.OPTIMIZERS["normalized_by_mean_abs"]), an
+optional jitter rolls the photo by a random whole number of pixels (transforms.RandomRoll),
+an octave stops early once the loss exceeds `max_loss`, and between octaves the dreamed image
+is upscaled and the detail lost by downscaling the photo is injected back. A dream is a batch
+of one photo, at its own height and width.
 
-The objective is, summed over the chosen layers, weight * mean(activation ** 2) of the
-post-ReLU activation (or of the chosen filters only). The network runs only up to the deepest
-chosen layer, once per step for all layers. One step function is compiled per octave shape
-(jax.jit caches by shape) and reused across photos of the same size.
+The objective (render.algebra) is, summed over the chosen layers, weight * layer_l2(layer), the
+mean square of the post-ReLU activation, or weight * the mean of channel_l2 over the chosen
+filters. The network runs only up to the deepest chosen layer, once per step for all layers.
+The engine is compiled once per octave shape and reused across octaves and photos of that
+shape.
 
 `step_size` is in the Keras example's units, where the image spans [-1, 1]: a step moves an
 average pixel by step_size * 127.5 levels of 0-255 (0.01 -> about 1.3 levels).
@@ -25,7 +30,7 @@ from __future__ import annotations
 
 import functools
 import glob
-import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -36,13 +41,21 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from render import algebra
+from render.ascent import Ascent, compile_ascent, image_keys
+from render.batching import default_loop
+from render.display import to_uint8
 from render.errors import UserError
-from render.files import write_png
-from render.models.network import Layer, Network, UnknownLayerError, conv_layer, features_of
+from render.models.network import Layer, Network, UnknownLayerError, conv_layer
+from render.parameterizations import Pixels
+from render.styles import OPTIMIZERS, Style
+from render.transforms import RandomRoll
 
+log = logging.getLogger("render")
 PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-PIXEL_SCALE = 127.5  # caffe-space levels per unit of step_size (the Keras example's [-1, 1])
-GRAD_EPS = 1e-7
+PIXEL_SCALE = 127.5  # pixel levels per unit of step_size (the Keras example's [-1, 1])
+SEED = 0  # of the jitter's rolls: every photo and octave draws its own from (SEED, octave)
+CACHED_ASCENTS = 16  # compiled ascents kept (one per octave shape and step count)
 # VGG16's counterpart of the Keras example's "mixed" layers: eyes and swirls, photo still clear
 DEFAULT_LAYERS = {"block4_conv1": 1.0, "block3_conv3": 0.5}
 
@@ -145,12 +158,20 @@ def minimum_side(settings: DreamSettings, network: Network) -> int:
 def check_settings(settings: DreamSettings) -> None:
     if not isinstance(settings.octaves, int) or settings.octaves < 1:
         raise UserError(f"octaves must be a whole number >= 1, not {settings.octaves!r}")
-    if not settings.octave_scale > 1.0:
+    if not _number(settings.octave_scale) or not settings.octave_scale > 1.0:
         raise UserError(f"octave_scale must be > 1 (e.g. 1.4), not {settings.octave_scale!r}")
     if not isinstance(settings.steps, int) or settings.steps < 0:
         raise UserError(f"steps must be a whole number >= 0, not {settings.steps!r}")
     if not isinstance(settings.jitter, int) or settings.jitter < 0:
         raise UserError(f"jitter must be a whole number of pixels >= 0, not {settings.jitter!r}")
+    if not _number(settings.step_size) or not settings.step_size > 0:
+        raise UserError(f"step_size must be a number > 0 (e.g. 0.0025), not {settings.step_size!r}")
+    if settings.max_loss is not None and not _number(settings.max_loss):
+        raise UserError(f"max_loss must be a number or null, not {settings.max_loss!r}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def check_photo_size(
@@ -166,44 +187,90 @@ def check_photo_size(
         )
 
 
-# ---- the compiled core -------------------------------------------------------------------
+# ---- the recipe, on the engine ---------------------------------------------------------------
 
 
-def _layer_objective(network: Network, terms: tuple[Term, ...]):
-    """(params, images (B, H, W, 3), network input) -> loss per image (B,), one network pass."""
+def dream_objective_of(terms: tuple[Term, ...]) -> algebra.Objective:
+    """The dream loss as a render.algebra objective: weight * layer_l2 per layer, or for
+    chosen filters weight * their mean channel_l2 (the mean square over those channels)."""
+    parts = []
+    for name, weight, filters in terms:
+        if filters is None:
+            parts.append(algebra.layer_l2(name) * weight)
+        else:
+            share = weight / len(filters)
+            parts += [algebra.channel_l2(name, k) * share for k in filters]
+    return sum(parts)
 
-    def objective(params, images):
-        found = features_of(network, params, images, [name for name, _, _ in terms])
-        total = jnp.zeros(images.shape[0], jnp.float32)
-        for name, weight, filters in terms:
-            activation = found[name]
-            if filters is not None:
-                activation = jnp.take(activation, jnp.asarray(filters), axis=-1)
-            total = total + weight * jnp.mean(jnp.square(activation), axis=(1, 2, 3))
-        return total
 
-    return objective
+def dream_style(settings: DreamSettings, network: Network) -> Style:
+    """The engine's style of a dream: pixels in the network's input space (started from the
+    photo), optionally rolled by up to `jitter` pixels per step, each step the gradient over
+    its mean absolute value times step_size * 127.5 pixel levels; no penalty, shown as is."""
+    convention = network.convention
+    return Style(
+        name="dream",
+        parameterization=Pixels(convention=convention),
+        transform=RandomRoll(settings.jitter) if settings.jitter else None,
+        optimizer=OPTIMIZERS["normalized_by_mean_abs"](settings.step_size * PIXEL_SCALE),
+        display="direct",
+    )
 
 
 @functools.lru_cache(maxsize=32)
-def _compiled(network: Network, terms: tuple[Term, ...], jitter: bool):
-    """jitted (loss, step) for one objective; each compiles once per image shape."""
-    objective = _layer_objective(network, terms)
+def _loss(network: Network, terms: tuple[Term, ...]):
+    """jitted (params, images (B, H, W, 3)) -> the dream loss per image; one per shape."""
+    objective = dream_objective_of(terms)
+    return jax.jit(lambda params, images: algebra.evaluate(network, params, objective, images))
 
-    def loss(params, image):
-        return objective(params, image[None])[0]
 
-    def step(params, image, step_size, shift):
-        def shifted_loss(image):
-            if jitter:  # the roll's gradient rolls back: g is in the unshifted frame
-                image = jnp.roll(image, shift, axis=(0, 1))
-            return loss(params, image)
+_ascents: dict[tuple, Ascent] = {}
 
-        value, g = jax.value_and_grad(shifted_loss)(image)
-        g = g / jnp.maximum(jnp.mean(jnp.abs(g)), GRAD_EPS)
-        return image + step_size * g, value
 
-    return jax.jit(loss), jax.jit(step)
+def _ascent(params, network, terms, settings, loop, start, steps, keys) -> Ascent:
+    """The engine compiled for one octave shape and step count (cached: photos and octaves
+    of one shape share it; run(start=...) takes each one's image)."""
+    shape = tuple(start.shape[1:3])
+    cache_key = (network, terms, settings.step_size, settings.jitter, shape, steps, loop)
+    if cache_key not in _ascents:
+        if len(_ascents) >= CACHED_ASCENTS:
+            _ascents.pop(next(iter(_ascents)))
+        loss = algebra.as_loss(dream_objective_of(terms), network)
+        style = dream_style(settings, network)
+        targets = jnp.zeros(1, jnp.int32)
+        ascent = compile_ascent(loss, style, shape, steps, loop, params, targets, keys, start=start)
+        log.debug(
+            "dream: %dx%d, %d steps, compiled in %.1f s", *shape, steps, ascent.compile_seconds
+        )
+        _ascents[cache_key] = ascent
+    return _ascents[cache_key]
+
+
+def _octave(params, network, terms, settings, loop, image, keys):
+    """One octave's ascent of `image` (H, W, 3): (image, start loss, end loss, steps taken)."""
+    targets = jnp.zeros(1, jnp.int32)
+    start = image[None]
+    if settings.steps == 0:
+        value = float(_loss(network, terms)(params, start)[0])
+        return image, value, value, 0
+    if settings.max_loss is None:  # every step in one run of the engine
+        ascent = _ascent(params, network, terms, settings, loop, start, settings.steps, keys)
+        images, first, last = ascent.run(params, targets, keys, start=start)
+        return images[0], float(first[0]), float(last[0]), settings.steps
+    # a ceiling: one step per run, checked in between; a step that would start above the
+    # ceiling is not taken (the Keras example's order), so the octave ends on the image that
+    # first exceeded it
+    ascent = _ascent(params, network, terms, settings, loop, start, 1, keys)
+    begin = end = None
+    for i in range(settings.steps):
+        step_keys = jax.vmap(lambda k, i=i: jax.random.fold_in(k, i))(keys)
+        images, first, last = ascent.run(params, targets, step_keys, start=start)
+        value = float(first[0])
+        begin = value if begin is None else begin
+        if value > settings.max_loss:
+            return start[0], begin, value, i
+        start, end = images, float(last[0])
+    return start[0], begin, end, settings.steps
 
 
 def _resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
@@ -231,57 +298,45 @@ def dream_objective(
 ) -> float:
     """The dream loss of an RGB 0-255 photo at its own size (what dream() raises)."""
     terms = objective_terms(settings, network)
-    loss, _ = _compiled(network, terms, False)
-    return float(loss(params, network.convention.to_input(jnp.asarray(_as_rgb(photo_rgb)))))
+    image = network.convention.to_input(jnp.asarray(_as_rgb(photo_rgb)))
+    return float(_loss(network, terms)(params, image[None])[0])
 
 
 def dream(
-    params, network: Network, photo_rgb: np.ndarray, settings: DreamSettings
+    params, network: Network, photo_rgb: np.ndarray, settings: DreamSettings, loop: str = "auto"
 ) -> tuple[np.ndarray, dict[str, list]]:
     """Dream on an (H, W, 3) RGB photo (uint8 or float in 0-255).
 
     Returns the dreamed photo (uint8 RGB, same H x W) and the losses: per octave, smallest
-    first, "shape" (H, W), "start" and "end" loss and the "steps" taken.
+    first, "shape" (H, W), "start" and "end" loss and the "steps" taken. `loop`: where the
+    engine's step loop runs (auto, python or device; see render.ascent).
     """
     check_settings(settings)
     terms = objective_terms(settings, network)
     rgb = _as_rgb(photo_rgb)
     height, width = rgb.shape[:2]
     check_photo_size(height, width, settings, "the photo", network)
-    _, step_fn = _compiled(network, terms, settings.jitter > 0)
-    # in input units per channel: step_size levels of the Keras example's [-1, 1] pixels
-    scale = jnp.asarray(network.convention.scale, jnp.float32)
-    step_size = jnp.float32(settings.step_size * PIXEL_SCALE) * scale
-    rng = np.random.default_rng(0)
+    loop = default_loop(jax.default_backend()) if loop == "auto" else loop
+    targets = jnp.zeros(1, jnp.int32)
 
     original = network.convention.to_input(jnp.asarray(rgb))
     shapes = octave_shapes(height, width, settings.octaves, settings.octave_scale)
     shrunk_original = _resize(original, shapes[0])
     image = shrunk_original
     losses: dict[str, list] = {"shape": [], "start": [], "end": [], "steps": []}
-    for shape in shapes:
+    for octave, shape in enumerate(shapes):
         image = _resize(image, shape)
-        start, taken = None, 0
-        for _ in range(settings.steps):
-            shift = jnp.asarray(rng.integers(-settings.jitter, settings.jitter + 1, 2), jnp.int32)
-            new_image, value = step_fn(params, image, step_size, shift)
-            value = float(value)
-            start = value if start is None else start
-            if settings.max_loss is not None and value > settings.max_loss:
-                break
-            image, taken = new_image, taken + 1
-        # the end loss from the step already compiled for this shape (a step of 0, no shift)
-        end = float(step_fn(params, image, 0 * step_size, jnp.zeros(2, jnp.int32))[1])
+        keys = image_keys(SEED, octave, targets)
+        image, start, end, taken = _octave(params, network, terms, settings, loop, image, keys)
         # re-inject the detail that downscaling the photo lost (the Keras example's order)
         same_size_original = _resize(original, shape)
         image = image + same_size_original - _resize(shrunk_original, shape)
         shrunk_original = same_size_original
         losses["shape"].append(shape)
-        losses["start"].append(end if start is None else start)
+        losses["start"].append(start)
         losses["end"].append(end)
         losses["steps"].append(taken)
-    out = np.asarray(network.convention.to_rgb(image))
-    return np.clip(np.round(out), 0, 255).astype(np.uint8), losses
+    return to_uint8(np.asarray(image), "direct", network.convention), losses
 
 
 # ---- files ---------------------------------------------------------------------------------
@@ -342,9 +397,10 @@ def expand_inputs(spec: str) -> list[str]:
     raise UserError(f"no such file or folder: {spec}: check the path")
 
 
-def output_names(paths: Sequence[str]) -> list[str]:
-    """`<stem>_dream.png` per input; a repeated stem gets _2, _3... in input order."""
-    names, used = [], set()
+def output_names(paths: Sequence[str], taken: Sequence[str] = ()) -> list[str]:
+    """`<stem>_dream.png` per input; a repeated stem (or a name in `taken`) gets _2, _3...
+    in input order."""
+    names, used = [], set(taken)
     for path in paths:
         stem = os.path.splitext(os.path.basename(path))[0]
         name, k = f"{stem}_dream.png", 2
@@ -353,45 +409,3 @@ def output_names(paths: Sequence[str]) -> list[str]:
         used.add(name)
         names.append(name)
     return names
-
-
-def dream_files(
-    params,
-    network: Network,
-    paths: Sequence[str],
-    settings: DreamSettings,
-    out_dir: str,
-    max_side: int | None = None,
-) -> list[tuple[str, str | None]]:
-    """Dream every photo into `<out_dir>/<stem>_dream.png`; (path, error or None) per input.
-
-    A bad photo is reported by its one-line message and the others still complete.
-    """
-    check_settings(settings)
-    objective_terms(settings, network)  # bad settings fail once, before any file
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"cannot create {out_dir} ({err.strerror}): check the folder") from None
-    text = {
-        "layers": json.dumps(settings.layers),
-        "filters": json.dumps(settings.filters),
-        "octaves": str(settings.octaves),
-        "octave_scale": str(settings.octave_scale),
-        "steps": str(settings.steps),
-        "step_size": str(settings.step_size),
-        "max_loss": str(settings.max_loss),
-        "jitter": str(settings.jitter),
-    }
-    results: list[tuple[str, str | None]] = []
-    for path, name in zip(paths, output_names(paths), strict=True):
-        try:
-            photo = read_photo(path, settings, max_side, network)
-            image, losses = dream(params, network, photo, settings)
-            meta = {"source": os.path.abspath(path), **text, "losses": json.dumps(losses)}
-            write_png(os.path.join(out_dir, name), image, meta)
-        except UserError as err:
-            results.append((path, str(err)))
-        else:
-            results.append((path, None))
-    return results

@@ -55,7 +55,6 @@ PATCH = 64  # patch PNG side
 PATCH_FILL = (128, 128, 128)  # receptive field outside the photo
 WRITERS = 8  # threads writing PNGs
 SHIPPED = os.path.basename(SHIPPED_CROPS)  # names of the shipped photos: reference_crops.jpg#3
-OPTIONS = {"k": 9, "batch": 8, "size": None, "every": 50}  # examples.* on the command line
 
 Photo = np.ndarray | None  # uint8 (H, W, 3); None: unreadable
 
@@ -464,49 +463,31 @@ def shipped_photos() -> tuple[list[str], Callable[[str], Photo]]:
 # --- command line ------------------------------------------------------------------------------
 
 
-def split_arguments(argv: list[str]) -> tuple[str | None, dict, list[str]]:
-    """(photo folder, examples.* options, overrides for the render settings)."""
+def split_arguments(argv: list[str]) -> tuple[str | None, list[str]]:
+    """(photo folder, overrides of the render settings, examples.* among them)."""
     folders = [a for a in argv if "=" not in a and not a.startswith("-")]
     if len(folders) > 1:
         raise UserError(f"one photo folder please, got {len(folders)}: {' '.join(folders)}")
-    options, overrides = dict(OPTIONS), []
     for arg in argv:
-        if arg.startswith("examples.photos="):  # the render command's form
-            value = arg.partition("=")[2]
-            folders += [] if value in ("null", "None", "") else [value]
-        elif arg.startswith("examples."):
-            name, _, value = arg.removeprefix("examples.").partition("=")
-            if name not in OPTIONS:
-                raise UserError(f"unknown setting 'examples.{name}': use {', '.join(OPTIONS)}")
-            options[name] = _whole(f"examples.{name}", value)
-        elif "=" in arg:
-            overrides.append(arg)
-        elif arg.startswith("-"):
+        if "=" not in arg and arg.startswith("-"):
             raise UserError(f"unknown option {arg}: give PHOTOS_FOLDER and key=value settings")
-    return (folders[0] if folders else None), options, overrides
-
-
-def _whole(name: str, value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= 100_000:
-        raise UserError(f"{name}={value} is invalid: use a whole number from 1 to 100000")
-    return number
+    return (folders[0] if folders else None), [a for a in argv if "=" in a]
 
 
 def run(argv: list[str]) -> str:
     """The command: collect, write, and return the path of examples.json."""
-    from omegaconf import open_dict
+    from omegaconf import OmegaConf, open_dict
 
     from render.cli import compose_config
     from render.networks import load_network
     from render.ranges import parse_indices
-    from render.settings import run_dir
+    from render.settings import check_config, run_dir
 
-    folder, options, overrides = split_arguments(argv)
+    folder, overrides = split_arguments(argv)
     cfg = compose_config(overrides)
+    check_config(cfg)  # examples.* (k, batch, size, every) among them: see render/schema.py
+    options = OmegaConf.to_container(cfg.examples, resolve=True)
+    folder = folder or options["photos"]
     names = folder_photos(folder) if folder is not None else None  # before reading weights
     layer = find_layer(load_network(cfg, read=False).network, cfg.layer)
     loaded = load_network(cfg, need_top=layer.kind == "dense")
@@ -581,6 +562,21 @@ def _refresh_gallery(cfg, out_dir: str) -> None:
         write_gallery(cfg.output.root)
 
 
+def examples_help() -> str:
+    """The examples.* settings: their defaults (conf/config.yaml) and docs (render/schema.py)."""
+    from omegaconf import OmegaConf
+
+    from render import schema
+    from render.cli import CONF_DIR, CONFIG_NAME
+
+    defaults = OmegaConf.load(os.path.join(CONF_DIR, f"{CONFIG_NAME}.yaml")).examples
+    lines = [f"examples.*: {schema.SECTIONS['examples']}"]
+    for item in schema.children("examples"):
+        value = defaults[item.key.rpartition(".")[2]]
+        lines.append(f"  {item.key}={'null' if value is None else value}  # {item.doc}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """python -m render.examples [PHOTOS_FOLDER] key=value ...; prints examples.json's path."""
     from render.cli import debug_requested, fail
@@ -588,7 +584,7 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if {"-h", "--help"} & set(argv):
         print(__doc__.split("\nexamples.json:")[0].strip())
-        print(f"\nexamples.* settings and their defaults: {OPTIONS} (every: batches between saves)")
+        print(f"\n{examples_help()}")
         return
     try:
         print(run(argv))

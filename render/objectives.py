@@ -36,10 +36,27 @@ def class_probability(network: Network) -> Objective:
     return objective
 
 
+def at_input_size(objective: Objective, network: Network) -> Objective:
+    """The objective of a network whose dense head fixes its input size, on views of another
+    size (random transforms pad and crop): each view is resized to that size first."""
+    if not network.fixed_size:
+        return objective
+    side = network.input_size
+
+    def resized(params, images, targets, redirect=None):
+        if images.shape[1:3] != (side, side):
+            images = jax.image.resize(images, (images.shape[0], side, side, 3), "linear")
+        return objective(params, images, targets, redirect)
+
+    return resized
+
+
 def for_job(network: Network, objective: str, layer: str, class_output: str = "logit") -> Objective:
     """The objective of a filter or class job (a class's logit is channel k of the head)."""
     if objective == "class" and class_output == "softmax":
-        return class_probability(network)
+        return at_input_size(class_probability(network), network)
+    if objective == "class":
+        return at_input_size(channel_mean(network, layer), network)
     return channel_mean(network, layer)
 
 

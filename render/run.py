@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import logging
@@ -32,9 +33,9 @@ from render.errors import UserError
 from render.figures import compose_figure, loss_label, save_figure, write_atlases
 from render.files import read_png, write_png
 from render.metrics import measure_classes, measure_job
-from render.objectives import caricature, for_job
+from render.objectives import at_input_size, caricature, for_job
 from render.runs import SCHEMA_VERSION, png_name, read_metadata, write_metadata
-from render.settings import Job, ObjectivesJob
+from render.settings import DreamJob, Job, ObjectivesJob
 from render.styles import build_style
 
 log = logging.getLogger("render")
@@ -526,6 +527,8 @@ def _render_objectives(job: ObjectivesJob, params, todo: list[int], meta: dict, 
                     len(indices),
                 )
             loss = algebra.as_loss(stacked, network)
+            if any(layer == network.head for layer in stacked.reads):
+                loss = at_input_size(loss, network)
 
             def batch_of(chunk, batch, indices=indices):
                 targets = padded(chunk, batch)
@@ -656,3 +659,202 @@ def write_strip(job: ObjectivesJob, records: dict) -> None:
     strip = np.concatenate([blank if tile is None else tile for tile in tiles], axis=1)
     text = {"render:key": job.key, "render:interpolate": " -> ".join(job.sources)}
     write_png(os.path.join(job.out_dir, STRIP), strip, text)
+
+
+# ---- deep dream: objective=dream image=... -------------------------------------------------
+
+DREAM_TILE = 512  # atlas.png of a dream run: each photo shrunk to fit this side
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def dream_record(job: DreamJob, number: int, path: str, name: str, image, losses: dict) -> dict:
+    """Save one dreamed photo (unless its ascent went non-finite) and describe it: its source,
+    PNG, loss at the start of the first octave and the end of the last, and per octave its
+    shape, start and end loss and the steps taken."""
+    from render.networks import file_identity
+
+    octaves = [
+        {"shape": list(shape), "loss_start": _finite(a), "loss_end": _finite(b), "steps": n}
+        for shape, a, b, n in zip(
+            losses["shape"], losses["start"], losses["end"], losses["steps"], strict=True
+        )
+    ]
+    record = {
+        "filter": number,  # the gallery's tile number: the photo's place in this folder
+        "source": os.path.abspath(path),
+        "source_id": file_identity(path),
+        "loss_start": float(losses["start"][0]),
+        "loss_end": float(losses["end"][-1]),
+        "octaves": octaves,
+        "size": [int(image.shape[0]), int(image.shape[1])],
+        "file": None,
+    }
+    if not np.isfinite([losses["start"] + losses["end"]]).all():
+        return record | {"status": "nonfinite"}
+    tags = {
+        "render:key": job.key,
+        "render:source": record["source"],
+        "render:loss": f"{record['loss_end']:.6g}",
+        "Software": f"render {__version__}",
+    }
+    write_png(os.path.join(job.out_dir, name), image, tags)
+    return record | {"status": "ok", "file": name}
+
+
+def dream_done(job: DreamJob, record: dict | None, path: str) -> bool:
+    """Whether a photo's record and PNG are complete for this configuration and this very file
+    (its path, size and date); a photo that failed to read is tried again."""
+    from render.networks import file_identity
+
+    if not isinstance(record, dict) or record.get("source_id") != file_identity(path):
+        return False
+    if record.get("status") == "nonfinite":
+        return True  # deterministic: dreaming it again gives the same
+    if record.get("status") != "ok":
+        return False
+    png = read_png(os.path.join(job.out_dir, record.get("file") or ""))
+    source = os.path.abspath(path)
+    return (
+        bool(png) and png[1].get("render:key") == job.key and png[1].get("render:source") == source
+    )
+
+
+def render_dreams(job: DreamJob, params, settings: dict) -> list[tuple[str, str | None]]:
+    """Dream every photo of the job into its run folder; (path, one-line error or None) per
+    photo, in order. A bad photo is its error and the others still complete.
+
+    The folder is that of the dream settings: photos dreamed by other commands with the same
+    settings stay, each one record of metadata.json (keyed by its number in the folder) and
+    one PNG. A photo whose record and PNG are complete (same run key, same file) is skipped, so
+    the same command again does nothing; metadata.json is written after every photo, and
+    atlas.png shows every dreamed photo of the folder.
+    """
+    from render.dream import dream, output_names, read_photo
+
+    os.makedirs(job.out_dir, exist_ok=True)
+    with folder_lock(job.out_dir):
+        remove_stale_temporaries(job.out_dir)
+        meta = read_metadata(job.out_dir)
+        if meta is None or meta.get("key") != job.key:
+            meta = {"key": job.key, "filters": {}}
+        options = dataclasses.asdict(job.settings) | {"max_side": job.max_side}
+        meta |= {"kind": "dream", "layer": "dream", "dream": options}
+        meta |= {"settings": settings, "versions": versions()}
+        meta |= {"schema": SCHEMA_VERSION, "model": job.network.name}
+        records = {k: r for k, r in meta["filters"].items() if isinstance(r, dict) and k.isdigit()}
+        meta["filters"] = records
+        number_of = {r.get("source"): int(k) for k, r in records.items()}
+        sources = [os.path.abspath(path) for path in job.photos]
+        numbers, next_free = [], max(map(int, records), default=-1) + 1
+        for source in sources:  # a photo keeps its number; a new one takes the next
+            if source not in number_of:
+                number_of[source], next_free = next_free, next_free + 1
+            numbers.append(number_of[source])
+        names = {n: (records.get(str(n)) or {}).get("file") for n in numbers}
+        taken = [r["file"] for r in records.values() if r.get("file")]
+        fresh = [s for s, n in zip(sources, numbers, strict=True) if not names[n]]
+        fresh_names = output_names(fresh, taken)
+        names |= {number_of[s]: name for s, name in zip(fresh, fresh_names, strict=True)}
+        todo = [
+            i
+            for i, (path, n) in enumerate(zip(job.photos, numbers, strict=True))
+            if not dream_done(job, records.get(str(n)), path)
+        ]
+        done = len(job.photos) - len(todo)
+        if done:
+            log.info("%d of %d photos already dreamed in %s", done, len(job.photos), job.out_dir)
+        errors: dict[int, str] = {}
+        bar = tqdm(
+            total=len(job.photos),
+            initial=done,
+            unit="photo",
+            disable=not job.progress,
+            desc="dream",
+            dynamic_ncols=True,
+        )
+        try:
+            for i in todo:
+                path, n, begin = job.photos[i], numbers[i], time.perf_counter()
+                try:
+                    photo = read_photo(path, job.settings, job.max_side, job.network)
+                    image, losses = dream(params, job.network, photo, job.settings, job.loop)
+                except UserError as err:
+                    errors[i] = str(err)
+                    record = {"filter": n, "source": sources[i], "file": None}
+                    record |= {"status": "error", "error": errors[i]}
+                else:
+                    with interrupts_deferred():
+                        record = dream_record(job, n, path, names[n], image, losses)
+                    if record["status"] != "ok":
+                        errors[i] = (
+                            f"dreaming {path} diverged (non-finite loss): use a smaller "
+                            "dream.step_size"
+                        )
+                with interrupts_deferred():
+                    records[str(n)] = record
+                    timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
+                    timing["filters"] += 1
+                    timing["seconds"] += time.perf_counter() - begin
+                    write_metadata(job.out_dir, meta)
+                bar.update(1)
+        finally:
+            bar.close()
+        write_metadata(job.out_dir, meta)
+        write_dream_atlas(job, records)
+    return [(path, errors.get(i)) for i, path in enumerate(job.photos)]
+
+
+def write_dream_atlas(job: DreamJob, records: dict) -> None:
+    """atlas.png: every dreamed photo of the folder in number order, each shrunk to fit
+    DREAM_TILE px and centred in a cell as large as the largest (labels: the photo's name)."""
+    from PIL import Image
+
+    shown = []
+    for k in sorted(records, key=int):
+        record = records[k]
+        png = read_png(os.path.join(job.out_dir, record["file"])) if record.get("file") else None
+        if png is not None:
+            image = Image.fromarray(png[0])
+            image.thumbnail((DREAM_TILE, DREAM_TILE), Image.Resampling.LANCZOS)
+            shown.append((record, np.asarray(image)))
+    if not shown:
+        log.warning("no photo was dreamed; no atlas written")
+        return
+    out = job.output
+    background = tuple(out.get("background", (0, 0, 0)))
+    height = max(tile.shape[0] for _, tile in shown)
+    width = max(tile.shape[1] for _, tile in shown)
+    tiles = []
+    for _, tile in shown:
+        cell = np.empty((height, width, 3), np.uint8)
+        cell[:] = background
+        y, x = (height - tile.shape[0]) // 2, (width - tile.shape[1]) // 2
+        cell[y : y + tile.shape[0], x : x + tile.shape[1]] = tile
+        tiles.append(cell)
+    labels = None
+    if out.get("labels"):
+        kind = out.get("label_kind", "index")
+        labels = []
+        for record, _ in shown:
+            name = os.path.basename(record["source"])
+            loss = loss_label(record["loss_end"])
+            labels.append(loss if kind == "loss" else f"{name}: {loss}" if kind == "both" else name)
+    scale = out.get("scale", 1)
+    figure = compose_figure(
+        tiles,
+        labels,
+        out.get("cols"),
+        out.get("margin", 5),
+        background,
+        tuple(out["margin_color"]) if out.get("margin_color") else None,
+        out.get("title"),
+        scale,
+        tuple(out.get("label_color", (255, 255, 255))),
+        out.get("font_size") or max(10, height * scale // 8),
+    )
+    save_figure(os.path.join(job.out_dir, "atlas.png"), figure, out.get("dpi"))
+    if out.get("pdf"):
+        save_figure(os.path.join(job.out_dir, "atlas.pdf"), figure, out.get("dpi"))

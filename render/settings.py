@@ -1,16 +1,20 @@
-"""From a composed Hydra config to a checked Job: every bad value fails here, before any file."""
+"""From a composed Hydra config to a checked Job: every bad value fails here, before any file.
+
+Each setting's type and range is in the settings table (render/schema.py), checked by
+`check_config`; the rules between settings (size against the layer, classes against the head,
+photos on disk, ...) are here.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 
-from render import algebra
+from render import algebra, schema
 from render.ascent import LOOPS
 from render.classes import parse_classes
 from render.dream import (
@@ -30,13 +34,11 @@ from render.networks import file_identity, load_network, model_folder, model_ide
 from render.ranges import parse_indices
 from render.styles import check_style
 
-LIMITS = {  # key -> (lowest, highest) accepted
-    "size": (8, 4096),
-    "steps": (1, 100_000),
-    "seed": (0, 2**31 - 1),
-    "batch_size": (1, 65_536),
-}
-MAX_STEP_SIZE = 1e4
+
+def check_config(cfg: DictConfig, expressions: bool = False) -> None:
+    """Every setting against its type and range in the settings table (render/schema.py)."""
+    _label_kind(cfg.output, expressions)
+    schema.check(OmegaConf.to_container(cfg, resolve=True))
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,12 @@ class Job:
         return self.objective == "class"
 
 
-def _whole(cfg: DictConfig, key: str, value=None) -> int:
-    value, (low, high) = cfg[key] if value is None else value, LIMITS[key]
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise UserError(f"{key}={value} is invalid: use a whole number from {low} to {high}")
-    return value
+def _size(size) -> int:
+    """The image side (size=auto as image_size derives it), in the table's range."""
+    problem = schema.setting("size").problem(size)
+    if problem:
+        raise UserError(problem)
+    return size
 
 
 def _layer(cfg: DictConfig, network: Network) -> Layer:
@@ -242,11 +245,17 @@ def run_key(cfg: DictConfig) -> str:
 
 
 def dream_key(cfg: DictConfig) -> str:
+    """Hash of what changes a dream's pixels: the weights, precision and dream.* settings (and
+    the model, other than VGG16: VGG16 dreams keep their keys)."""
     settings = {
         "weights": weights_id(str(cfg.weights)),
         "precision": cfg.precision,
         "dream": OmegaConf.to_container(cfg.dream, resolve=True),
     }
+    if model_identity(cfg) is not None:
+        settings["model"] = model_identity(cfg)
+        if cfg.model.name in ("keras", "flax"):
+            settings.pop("weights")
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -299,50 +308,39 @@ def _writable_root(root: str) -> None:
         raise UserError(f"output folder {root} is not writable: choose another with output.root=")
 
 
+def _label_kind(output: DictConfig, expressions: bool) -> None:
+    """output.label_kind=objective labels expression runs only."""
+    kinds = schema.choices("output.label_kind")
+    if not expressions:
+        kinds = tuple(kind for kind in kinds if kind != "objective")
+    if output.label_kind not in kinds:
+        note = " (objective is for objectives= runs)" if output.label_kind == "objective" else ""
+        raise UserError(
+            f"output.label_kind={output.label_kind} is invalid: use {schema.either(kinds)}{note}"
+        )
+
+
 def _check_output(output: DictConfig, expressions: bool = False) -> None:
-    if expressions and output.label_kind not in ("index", "loss", "both", "objective"):
-        raise UserError(
-            f"output.label_kind={output.label_kind} is invalid: use index, loss, both or objective"
-        )
-    if not expressions and output.label_kind not in ("index", "loss", "both"):
-        raise UserError(
-            f"output.label_kind={output.label_kind} is invalid: use index, loss or both"
-            + (" (objective is for objectives= runs)" if output.label_kind == "objective" else "")
-        )
-    for key, low, high in (("scale", 1, 16), ("margin", 0, 1000), ("best_n", 1, 100_000)):
-        value = output[key]
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise UserError(
-                f"output.{key}={value} is invalid: use a whole number from {low} to {high}"
-            )
-    if output.best_by not in ("loss_end", "activation", "ratio_to_natural"):
-        raise UserError(
-            f"output.best_by={output.best_by} is invalid: use loss_end, activation or "
-            "ratio_to_natural"
-        )
-    if output.dpi is not None and (not isinstance(output.dpi, int) or not 10 <= output.dpi <= 4800):
-        raise UserError(f"output.dpi={output.dpi} is invalid: use a whole number from 10 to 4800")
+    """output.* against the settings table (for runs that do not check every setting)."""
+    _label_kind(output, expressions)
+    schema.check({"output": OmegaConf.to_container(output, resolve=True)})
 
 
 def make_job(cfg: DictConfig) -> Job:
     """Check every setting; fetch and inspect the weights (shapes only)."""
+    check_config(cfg)
     is_class = cfg.objective == "class"
     if cfg.model.name in ARCHITECTURES and not is_class:  # a typo must not wait for a download
         try:
             conv_layer(vgg_table(ARCHITECTURES[cfg.model.name]), cfg.layer, "filter rendering")
         except UnknownLayerError as err:
             raise UserError(str(err)) from None
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
     size = image_size(cfg)
     if is_class and cfg.model.name in ARCHITECTURES and size != 224:
         raise UserError(
             "objective=class needs size=224 (the fully connected top's input) or size=auto"
         )
-    if cfg.class_output not in ("logit", "softmax"):
-        raise UserError(f"class_output={cfg.class_output} is invalid: use logit or softmax")
-    size = _whole(cfg, "size", size)
-    steps, seed = _whole(cfg, "steps"), _whole(cfg, "seed")
+    size = _size(size)
     network = None if cfg.model.name in ARCHITECTURES else _network(cfg)
     if network is not None and is_class and network.fixed_size and size != network.input_size:
         raise UserError(
@@ -361,17 +359,6 @@ def make_job(cfg: DictConfig) -> Job:
         problem = "objective=class renders at 224 px only: use style.octaves=1"
     if problem:
         raise UserError(problem)
-    step_size = cfg.step_size
-    if (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, int | float)
-        or not (math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE)
-    ):
-        raise UserError(f"step_size={step_size} is invalid: use a number in (0, {MAX_STEP_SIZE:g}]")
-    batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")
-    if cfg.loop not in ("auto",) + LOOPS:
-        raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
-    _check_output(cfg.output)
     reference = cfg.metrics.reference
     if reference is not None and not os.path.isdir(os.path.expanduser(str(reference))):
         raise UserError(f"metrics.reference={reference} is not a folder: give a folder of photos")
@@ -395,10 +382,10 @@ def make_job(cfg: DictConfig) -> Job:
         filters=filters,
         weights_path=loaded.weights_path,
         size=size,
-        steps=steps,
-        step_size=float(step_size),
-        seed=seed,
-        batch_size=batch_size,
+        steps=cfg.steps,
+        step_size=float(cfg.step_size),
+        seed=cfg.seed,
+        batch_size=None if cfg.batch_size == "auto" else cfg.batch_size,
         loop=cfg.loop,
         precision=cfg.precision,
         style=style,
@@ -414,17 +401,6 @@ def make_job(cfg: DictConfig) -> Job:
     )
 
 
-def _number(cfg: DictConfig, key: str, low: float = 0.0, high: float = 1e6) -> float:
-    value = cfg[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (math.isfinite(value) and low <= value <= high)
-    ):
-        raise UserError(f"{key}={value} is invalid: use a number from {low:g} to {high:g}")
-    return float(value)
-
-
 def _photo_path(cfg: DictConfig, key: str) -> str:
     """The photo a setting names, as an absolute path, read once to check it."""
     spec = str(cfg[key])
@@ -438,8 +414,7 @@ def _photo_path(cfg: DictConfig, key: str) -> str:
 
 def _init_photo(cfg: DictConfig) -> tuple[str | None, float]:
     """init= (a photo to start from, or None) and init_weight, checked."""
-    weight = _number(cfg, "init_weight", 0.0, 1e9)
-    return (None if cfg.init is None else _photo_path(cfg, "init")), weight
+    return (None if cfg.init is None else _photo_path(cfg, "init")), float(cfg.init_weight)
 
 
 @dataclass(frozen=True)
@@ -500,8 +475,7 @@ def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
             _caricature_layer(full, cfg.layer)
         else:
             parse_expressions(full, texts)
-    if cfg.precision not in PRECISIONS:
-        raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    check_config(cfg, expressions=True)
     reads_dense = _reads_dense(cfg, kind)
     size = image_size(cfg)
     if reads_dense and vgg and size != 224:
@@ -509,19 +483,7 @@ def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
             f"{kind}= reading the fully connected top (class:, fc1, fc2) needs size=224 (the "
             "top's input) or size=auto"
         )
-    size = _whole(cfg, "size", size)
-    steps, seed = _whole(cfg, "steps"), _whole(cfg, "seed")
-    step_size = cfg.step_size
-    if (
-        isinstance(step_size, bool)
-        or not isinstance(step_size, int | float)
-        or not (math.isfinite(step_size) and 0 < step_size <= MAX_STEP_SIZE)
-    ):
-        raise UserError(f"step_size={step_size} is invalid: use a number in (0, {MAX_STEP_SIZE:g}]")
-    batch_size = None if cfg.batch_size == "auto" else _whole(cfg, "batch_size")
-    if cfg.loop not in ("auto",) + LOOPS:
-        raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
-    _check_output(cfg.output, expressions=True)
+    size = _size(size)
     _writable_root(cfg.output.root)
     init, init_weight = _init_photo(cfg)
     frames, alignment, cosine = 0, 0.0, 0.0
@@ -529,12 +491,9 @@ def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
         if init is not None:
             raise UserError("caricature= starts from its own photo: leave out init=")
         init = _photo_path(cfg, "caricature")
-        cosine = _number(cfg, "caricature_cosine", 0.0, 100.0)
+        cosine = float(cfg.caricature_cosine)
     if kind == "interpolate":
-        frames = cfg.frames
-        if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 1024:
-            raise UserError(f"frames={frames} is invalid: use a whole number from 2 to 1024")
-        alignment = _number(cfg, "interpolate_alignment")
+        frames, alignment = cfg.frames, float(cfg.interpolate_alignment)
     loaded = load_network(cfg, need_top=reads_dense, read=False)
     network = loaded.network
     if kind == "caricature":
@@ -577,10 +536,10 @@ def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
         weights_path=loaded.weights_path,
         need_top=reads_dense,
         size=size,
-        steps=steps,
-        step_size=float(step_size),
-        seed=seed,
-        batch_size=batch_size,
+        steps=cfg.steps,
+        step_size=float(cfg.step_size),
+        seed=cfg.seed,
+        batch_size=None if cfg.batch_size == "auto" else cfg.batch_size,
         loop=cfg.loop,
         precision=cfg.precision,
         style=style,
@@ -605,6 +564,10 @@ class DreamJob:
     precision: str
     max_side: int | None
     out_dir: str
+    key: str = ""  # dream_key: a PNG carrying it was dreamed with these settings (resume)
+    output: dict = field(default_factory=dict)
+    loop: str = "auto"  # "auto", "python" or "device": where the engine's step loop runs
+    progress: bool = True
 
 
 def make_dream_job(cfg: DictConfig) -> DreamJob:
@@ -624,6 +587,9 @@ def make_dream_job(cfg: DictConfig) -> DreamJob:
         raise UserError(f"dream: {err}") from None
     if cfg.precision not in PRECISIONS:
         raise UserError(f"precision={cfg.precision} is invalid: use {', '.join(PRECISIONS)}")
+    if cfg.loop not in ("auto",) + LOOPS:
+        raise UserError(f"loop={cfg.loop} is invalid: use auto, python or device")
+    _check_output(cfg.output)
     _writable_root(cfg.output.root)
     check_settings(settings)
     if cfg.model.name in ARCHITECTURES:  # names and full-width filter ranges, before any download
@@ -631,18 +597,47 @@ def make_dream_job(cfg: DictConfig) -> DreamJob:
     network = _network(cfg)
     objective_terms(settings, network)
     out_dir = os.path.join(cfg.output.root, run_dir(cfg))
-    return DreamJob(settings, photos, network, cfg.precision, max_side, out_dir)
+    return DreamJob(
+        settings,
+        photos,
+        network,
+        cfg.precision,
+        max_side,
+        out_dir,
+        key=dream_key(cfg),
+        output=OmegaConf.to_container(cfg.output, resolve=True),
+        loop=cfg.loop,
+        progress=bool(cfg.progress),
+    )
+
+
+_CHECKED: dict[str, Job | DreamJob | ObjectivesJob] = {}  # by check, for prepare
+
+
+def _config_key(cfg: DictConfig) -> str:
+    """The resolved config as text: what a checked job is kept under."""
+    return json.dumps(OmegaConf.to_container(cfg, resolve=True), sort_keys=True, default=str)
+
+
+def check(cfg: DictConfig) -> None:
+    """prepare() a job before Hydra launches it (UserError on bad input), keeping the checked
+    job for prepare() of the same config in this process: the Hydra task does not check again."""
+    _CHECKED[_config_key(cfg)] = _prepare(cfg)
 
 
 def prepare(cfg: DictConfig) -> Job | DreamJob | ObjectivesJob:
-    """The checked job of a composed config, whatever its objective."""
+    """The checked job of a composed config, whatever its objective (the one `check` kept)."""
+    job = _CHECKED.pop(_config_key(cfg), None)
+    return job if job is not None else _prepare(cfg)
+
+
+def _prepare(cfg: DictConfig) -> Job | DreamJob | ObjectivesJob:
     kind = objectives_kind(cfg)
     if kind is not None:
         return make_objectives_job(cfg, kind)
     if cfg.objective == "dream":
         if cfg.init is not None:
             raise UserError("init= is for rendered objectives: objective=dream starts from image=")
+        check_config(cfg)
         return make_dream_job(cfg)
-    if cfg.objective not in ("filters", "class"):
-        raise UserError(f"objective={cfg.objective} is invalid: use filters, class or dream")
-    return make_job(cfg)
+    return make_job(cfg)  # refuses any other objective (the settings table)

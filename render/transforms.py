@@ -3,7 +3,8 @@
 `RandomAffine` (olah2017): one resampling per image combines Lucid's standard chain (pad,
 jitter, scale, rotate, jitter); pixels outside the image read as mid-gray (or repeat the edge).
 `RandomCrops` (fel2023, MACO): several random square crops per image, each resized to the image
-size, whose size shrinks over the run, plus noise. Each image draws its own transforms.
+size, whose size shrinks over the run, plus noise. `RandomRoll` (deep dream): a random
+whole-pixel roll with wrap-around. Each image draws its own transforms.
 
 A transform is called as `transform(images, keys, fraction)`: `fraction` is the run's progress
 (0 at the first step, 1 at the last); it may return several views per image, image-major
@@ -132,3 +133,22 @@ class RandomCrops:
         mean_size = self.crop_size(0.0 if fraction is None else fraction)
         views = jax.vmap(lambda image, key: self.views_of(image, key, mean_size))(images, keys)
         return views.reshape(-1, *views.shape[2:])
+
+
+@dataclass(frozen=True)
+class RandomRoll:
+    """Deep dream's jitter: each image rolled (shifted with wrap-around) by a random whole number
+    of pixels in [-jitter, jitter] along each axis, drawn per image and step. The roll's
+    gradient rolls back, so the update lands in the image's own frame."""
+
+    jitter: int = 0
+
+    def output_size(self, size: int) -> int:
+        return size
+
+    def __call__(self, images: jax.Array, keys: jax.Array, fraction=None) -> jax.Array:
+        def one(image, key):
+            shift = jax.random.randint(key, (2,), -self.jitter, self.jitter + 1)
+            return jnp.roll(image, shift, axis=(0, 1))
+
+        return jax.vmap(one)(images, keys)

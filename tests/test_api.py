@@ -108,3 +108,27 @@ def test_importing_render_is_cheap_and_atlas_stays_the_function():
     env = dict(os.environ, PYTHONPATH=REPO)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
+
+
+def test_visualize_renders_objective_expressions_as_the_command_line_does(weight_files, tmp_path):
+    expressions = ["block2_conv1:1", "block2_conv1:1 + block2_conv1:3@center"]
+    weights = weight_files["keras_notop"]
+    images = render.visualize(
+        objectives=expressions, weights=weights, size=32, steps=2, output_root=tmp_path / "api"
+    )
+    quoted = ", ".join(f'"{e}"' for e in expressions)
+    result = run_cli(
+        f"objectives=[{quoted}]",
+        f"weights={weights}",
+        "size=32",
+        "steps=2",
+        f"output.root={tmp_path / 'cli'}",
+        "progress=false",
+        "output.gallery=false",
+    )
+    assert result.returncode == 0, result.stderr
+    (run,) = os.listdir(tmp_path / "cli" / "objectives")
+    folder = tmp_path / "cli" / "objectives" / run
+    cli = [read_png(str(folder / f"objective_{i:04d}.png"))[0] for i in range(2)]
+    assert images.shape == (2, 32, 32, 3)
+    np.testing.assert_array_equal(images, np.stack(cli))

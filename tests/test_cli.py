@@ -277,7 +277,7 @@ def test_dream_folder_writes_good_photos_and_names_bad_ones(weight_files, tmp_pa
     gradient = np.linspace(0, 255, 48 * 40 * 3).reshape(40, 48, 3).astype(np.uint8)
     Image.fromarray(gradient).save(photos / "good.png")
     (photos / "bad.jpg").write_text("not a photo")
-    result = run_cli(
+    args = [
         "objective=dream",
         f"image={photos}",
         "dream.layers={block2_conv1: 1.0}",
@@ -285,11 +285,23 @@ def test_dream_folder_writes_good_photos_and_names_bad_ones(weight_files, tmp_pa
         "dream.steps=3",
         f"weights={weight_files['keras_notop']}",
         f"output.root={tmp_path / 'out'}",
-    )
+        "progress=false",
+    ]
+    result = run_cli(*args)
     assert result.returncode == 1
     (dreamed,) = (tmp_path / "out").glob("dream/*/good_dream.png")
     assert Image.open(dreamed).size == (48, 40)
     assert "bad.jpg" in result.stdout and "1 of 2 photos dreamed" in result.stdout
+    folder = dreamed.parent
+    meta = json.loads((folder / "metadata.json").read_text())
+    statuses = {os.path.basename(r["source"]): r["status"] for r in meta["filters"].values()}
+    assert statuses == {"bad.jpg": "error", "good.png": "ok"}
+    assert {"atlas.png", "index.html", "render.log"} <= set(os.listdir(folder))
+    assert (tmp_path / "out" / "index.html").exists()
+    written = dreamed.stat().st_mtime_ns
+    again = run_cli(*args)  # the same command: the good photo is done, the bad one still bad
+    assert again.returncode == 1 and "1 of 2 photos already dreamed" in again.stdout
+    assert dreamed.stat().st_mtime_ns == written
 
 
 def test_compare_styles_renders_measures_and_prints_the_table(weight_files, tmp_path):

@@ -1,18 +1,21 @@
-"""Deep dream on photos: sizes, the objective going up, octaves, filters and file errors."""
+"""Deep dream on photos: sizes, the objective going up, octaves, filters and file errors; the
+run folder (metadata, resume, atlas, gallery, overview)."""
 
+import json
 import os
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from fixtures import fixture_params
 from PIL import Image
 
+import render.dream
 from render.dream import (
     DreamSettings,
     dream,
-    dream_files,
     dream_objective,
     expand_inputs,
     minimum_side,
@@ -21,8 +24,14 @@ from render.dream import (
 )
 from render.errors import UserError
 from render.files import read_png
+from render.gallery import write_gallery
 from render.models.preprocess import caffe_preprocess
 from render.models.vgg import VGG16, VGGNetwork
+from render.overview import build, parse_args
+from render.run import render_dreams
+from render.settings import DreamJob
+from render.styles import OPTIMIZERS
+from render.transforms import RandomRoll
 
 MODEL = VGG16(width_divisor=16)
 NETWORK = VGGNetwork(width_divisor=16)
@@ -188,23 +197,163 @@ def test_output_names_never_collide():
     ]
 
 
-def test_dream_files_reports_the_bad_one_and_writes_the_rest(params, tmp_path):
+def dream_job(settings, photos, out_dir, key="key-1") -> DreamJob:
+    return DreamJob(
+        settings,
+        [str(p) for p in photos],
+        NETWORK,
+        "fp32",
+        None,
+        str(out_dir),
+        key=key,
+        progress=False,
+    )
+
+
+def test_a_bad_photo_is_reported_and_the_rest_written_with_metadata(params, tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
     save(folder / "one.png", make_photo(48, 40, seed=2))
-    save(folder / "two.jpg", make_photo(48, 40, seed=3))
+    save(folder / "two.jpg", make_photo(40, 56, seed=3))
     (folder / "broken.jpg").write_text("this is text\n")
-    settings = DreamSettings(LAYERS, octaves=1, **FAST)
+    settings = DreamSettings(LAYERS, octaves=2, **FAST)
     out_dir = tmp_path / "out"
-    results = dream_files(params, NETWORK, expand_inputs(str(folder)), settings, str(out_dir))
+    job = dream_job(settings, expand_inputs(str(folder)), out_dir)
+    results = render_dreams(job, params, {"objective": "dream"})
     assert [os.path.basename(p) for p, _ in results] == ["broken.jpg", "one.png", "two.jpg"]
     errors = dict(results)
     assert errors[str(folder / "broken.jpg")] == (
         f"{folder / 'broken.jpg'} is not an image: pass a JPEG, PNG, BMP or WebP photo"
     )
     assert errors[str(folder / "one.png")] is None and errors[str(folder / "two.jpg")] is None
-    assert sorted(os.listdir(out_dir)) == ["one_dream.png", "two_dream.png"]  # no temporaries
+    names = sorted(os.listdir(out_dir))
+    assert names == [".lock", "atlas.png", "metadata.json", "one_dream.png", "two_dream.png"]
     image, text = read_png(str(out_dir / "one_dream.png"))
-    assert image.shape == (48, 40, 3)
-    assert text["source"] == str(folder / "one.png")
-    assert text["layers"] == '{"block5_conv1": 1.0, "conv4_3": 0.5}' and text["octaves"] == "1"
+    assert image.shape == (48, 40, 3) and read_png(str(out_dir / "two_dream.png"))[0].shape == (
+        40,
+        56,
+        3,
+    )
+    assert text["render:source"] == str(folder / "one.png") and text["render:key"] == "key-1"
+    meta = json.loads((out_dir / "metadata.json").read_text())
+    assert meta["key"] == "key-1" and meta["kind"] == "dream" and meta["schema"] == 2
+    assert meta["dream"]["layers"] == LAYERS and meta["dream"]["octaves"] == 2
+    records = {r["source"]: r for r in meta["filters"].values()}
+    broken = records[str(folder / "broken.jpg")]
+    assert (
+        broken["status"] == "error" and broken["file"] is None and "not an image" in broken["error"]
+    )
+    one = records[str(folder / "one.png")]
+    assert one["status"] == "ok" and one["file"] == "one_dream.png" and one["size"] == [48, 40]
+    assert [o["shape"] for o in one["octaves"]] == [[34, 28], [48, 40]]
+    assert all(o["loss_end"] > o["loss_start"] and o["steps"] == 4 for o in one["octaves"])
+    assert one["loss_start"] == one["octaves"][0]["loss_start"]
+    assert one["loss_end"] == one["octaves"][-1]["loss_end"]
+    assert sorted(r["filter"] for r in records.values()) == [0, 1, 2]
+
+
+def test_the_same_dream_again_does_nothing_and_a_changed_photo_is_dreamed_again(
+    params, tmp_path, monkeypatch
+):
+    photos = [save(tmp_path / "a.png", make_photo(40, 40)), save(tmp_path / "b.png", make_photo())]
+    settings = DreamSettings(LAYERS, octaves=1, **FAST)
+    out_dir = tmp_path / "out"
+    assert render_dreams(dream_job(settings, photos, out_dir), params, {}) == [
+        (p, None) for p in photos
+    ]
+    before = {n: os.stat(out_dir / n).st_mtime_ns for n in ("a_dream.png", "b_dream.png")}
+    metadata = (out_dir / "metadata.json").read_text()
+
+    def no_dreaming(*args, **kwargs):
+        raise AssertionError("dreamed again")
+
+    monkeypatch.setattr(render.dream, "dream", no_dreaming)
+    assert render_dreams(dream_job(settings, photos, out_dir), params, {}) == [
+        (p, None) for p in photos
+    ]
+    after = {n: os.stat(out_dir / n).st_mtime_ns for n in ("a_dream.png", "b_dream.png")}
+    assert after == before
+    assert (
+        json.loads((out_dir / "metadata.json").read_text())["filters"]
+        == json.loads(metadata)["filters"]
+    )
+    monkeypatch.undo()
+    # a changed photo is dreamed again; another photo joins the folder with the next number
+    save(tmp_path / "a.png", make_photo(40, 40, seed=5))
+    os.utime(tmp_path / "a.png", ns=(1, 1))
+    (tmp_path / "sub").mkdir()
+    moved = save(tmp_path / "sub" / "a.png", make_photo(40, 40))
+    render_dreams(dream_job(settings, [photos[0], moved], out_dir), params, {})
+    meta = json.loads((out_dir / "metadata.json").read_text())
+    files = {r["source"]: (r["filter"], r["file"]) for r in meta["filters"].values()}
+    assert files == {
+        photos[0]: (0, "a_dream.png"),
+        photos[1]: (1, "b_dream.png"),
+        moved: (2, "a_2_dream.png"),
+    }
+    assert os.stat(out_dir / "a_dream.png").st_mtime_ns != before["a_dream.png"]
+    assert os.stat(out_dir / "b_dream.png").st_mtime_ns == before["b_dream.png"]
+    # other settings (another run key): the records start anew
+    render_dreams(dream_job(settings, photos[1:], out_dir, key="key-2"), params, {})
+    meta = json.loads((out_dir / "metadata.json").read_text())
+    assert meta["key"] == "key-2" and list(meta["filters"]) == ["0"]
+
+
+def test_gallery_and_overview_show_a_dream_run(params, tmp_path):
+    root = tmp_path / "outputs"
+    photos = [
+        save(tmp_path / "wide.png", make_photo(32, 56)),
+        save(tmp_path / "tall.png", make_photo()),
+    ]
+    settings = DreamSettings(LAYERS, octaves=1, steps=2, step_size=0.02)
+    job = dream_job(settings, photos, root / "dream" / "run-1")
+    job = DreamJob(**{**job.__dict__, "output": {"labels": True, "label_kind": "both"}})
+    render_dreams(job, params, {})
+    atlas = np.asarray(Image.open(root / "dream" / "run-1" / "atlas.png"))
+    assert atlas.shape[0] > 48 and atlas.shape[1] > 2 * 56  # two cells as large as the largest
+    written = write_gallery(str(root))
+    page = (root / "dream" / "run-1" / "index.html").read_text()
+    assert str(root / "dream" / "run-1" / "index.html") in written
+    assert "wide_dream.png" in page and "tall_dream.png" in page
+    assert "run-1" in (root / "index.html").read_text()
+    assert "1 layers" in build(parse_args([str(root)]))
+    assert (root / "overview.png").exists()
+
+
+def test_normalized_by_mean_abs_is_the_keras_step():
+    g = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 4, 3)), jnp.float32)
+    g = g.at[1].multiply(100.0)
+    optimizer = OPTIMIZERS["normalized_by_mean_abs"](0.5)
+    updates, _ = optimizer.update(g, optimizer.init(g), g)
+    expected = -0.5 * g / jnp.mean(jnp.abs(g), axis=(1, 2, 3), keepdims=True)
+    np.testing.assert_allclose(updates, expected, rtol=1e-6)
+
+
+def test_roll_jitter_rolls_each_image_and_its_gradient_back():
+    images = jnp.arange(2 * 6 * 5 * 3, dtype=jnp.float32).reshape(2, 6, 5, 3)
+    weights = jnp.asarray(np.random.default_rng(1).normal(size=images.shape), jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 2)
+    roll = RandomRoll(2)
+    rolled = roll(images, keys)
+    grad = jax.grad(lambda x: jnp.sum(roll(x, keys) * weights))(images)
+    for b in range(2):  # each image is a whole roll of itself, at most 2 pixels each way
+        (shift,) = [
+            (dy, dx)
+            for dy in range(-2, 3)
+            for dx in range(-2, 3)
+            if np.array_equal(rolled[b], jnp.roll(images[b], (dy, dx), axis=(0, 1)))
+        ]
+        back = jnp.roll(weights[b], (-shift[0], -shift[1]), axis=(0, 1))
+        np.testing.assert_array_equal(grad[b], back)  # in the image's own frame
+
+
+def test_max_loss_stops_an_octave_midway(params):
+    photo = make_photo(48, 40)
+    free = DreamSettings(LAYERS, octaves=1, steps=6, step_size=0.02)
+    _, losses = dream(params, NETWORK, photo, free)
+    ceiling = (losses["start"][0] + losses["end"][0]) / 2
+    capped = DreamSettings(LAYERS, octaves=1, steps=6, step_size=0.02, max_loss=ceiling)
+    _, capped_losses = dream(params, NETWORK, photo, capped)
+    assert 0 < capped_losses["steps"][0] < 6
+    assert capped_losses["start"] == losses["start"]
+    assert ceiling < capped_losses["end"][0] < losses["end"][0]

@@ -74,7 +74,8 @@ def test_fine_tuned_classifier_renders_named_classes(classifier, tmp_path):
         "objective=class",
         "classes=[glioma,pituitary]",
     ]
-    render(*args, "steps=8", *common(tmp_path))
+    # olah2017's padded, jittered views are resized to the 32 px the Flatten head needs
+    render(*args, "style=olah2017", "steps=8", *common(tmp_path))
     (run,) = os.listdir(tmp_path / "keras-m" / "classes")
     meta = read_json(str(tmp_path / "keras-m" / "classes" / run / "metadata.json"))
     assert {k: r["class_name"] for k, r in meta["filters"].items()} == {

@@ -158,7 +158,10 @@ def test_observe_reads_the_runs_intermediate_images(setup):
         ({"octaves": 2}, "parameterization maco keeps its magnitude fixed"),
         ({"crop_min": 0.9, "crop_max": 0.5}, "style.crop_min is larger than style.crop_max"),
         ({"spectrum": "/nowhere/x.txt"}, "style.spectrum=/nowhere/x.txt is invalid"),
-        ({"optimizer": "sgd"}, "style.optimizer=sgd is invalid: use normalized_sgd, adam or nadam"),
+        (
+            {"optimizer": "sgd"},
+            "style.optimizer=sgd is invalid: use normalized_sgd, normalized_by_mean_abs, adam or nadam",
+        ),
         ({"transforms": {"pad": 1}}, "style.crops and style.transforms are two kinds of views"),
     ],
 )

@@ -195,3 +195,23 @@ def test_keras_model_needs_its_input_convention(tmp_path, monkeypatch, capsys):
         "render: error: model=keras needs model.preprocess: caffe, tf, torch or unit (RGB/255); "
         "a model file does not record how its training images were scaled"
     )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "folder"),
+    [  # folders that render wrote before models could be chosen: VGG16 runs keep them
+        ([], "block5_conv2/chollet2016-128px-seed0-59e82029"),
+        (["layer=conv3_1", "size=64", "seed=3"], "block3_conv1/chollet2016-64px-seed3-f2b9db9a"),
+        (["objective=class", "classes=65"], "classes/chollet2016-224px-seed0-876e8ba3"),
+        (
+            ["weights=random", "layer=block1_conv2", "style.diversity=3"],
+            "block1_conv2/chollet2016-128px-seed0-3a6fd0f8",
+        ),
+    ],
+)
+def test_vgg16_runs_keep_their_folders(overrides, folder):
+    from render.cli import compose_config
+    from render.settings import register_resolvers, run_dir
+
+    register_resolvers()
+    assert run_dir(compose_config(overrides)) == folder

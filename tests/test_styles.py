@@ -120,7 +120,7 @@ def test_each_style_improves_its_objective(setup, name, changes):
         ),
         (
             {"optimizer": "lbfgs"},
-            "style.optimizer=lbfgs is invalid: use normalized_sgd, adam or nadam",
+            "style.optimizer=lbfgs is invalid: use normalized_sgd, normalized_by_mean_abs, adam or nadam",
         ),
         (
             {"lr_schedule": "step"},
