@@ -97,6 +97,7 @@ def make_step(
 
     def step(params, state, targets, keys, i):
         param, opt_state, *accumulated = state
+        i = jnp.asarray(i)  # the device loop's first step passes a plain 0
         fraction = i / max(steps - 1, 1)
 
         def negative_total_of(images):

@@ -35,7 +35,8 @@ import time
 
 from render.cli import compose_config, fail
 from render.errors import UserError
-from render.files import read_json, write_json
+from render.files import write_json
+from render.runs import read_metadata, write_metadata
 from render.settings import make_job, register_resolvers
 
 
@@ -86,7 +87,7 @@ def ensure_metrics(cfg, job, meta: dict) -> None:
         job.layer.name,
         reference_crops(os.path.expanduser(reference) if reference else None),
     )
-    write_json(os.path.join(job.out_dir, "metadata.json"), meta)
+    write_metadata(job.out_dir, meta)
 
 
 def _median(values: list) -> float | None:
@@ -343,7 +344,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "trace"}), flush=True)
                 continue
-            meta = read_json(os.path.join(job.out_dir, "metadata.json"))
+            meta = read_metadata(job.out_dir)
             if not meta:
                 raise UserError(
                     f"no results for {layer} with style {label} in {job.out_dir}: drop --no-render"

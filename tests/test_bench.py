@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from render.bench import main, step_flops
+from render.bench import benchmark, main, step_flops
 from render.models.layers import CONV_LAYERS, VGG19_BLOCKS, get_layer, vgg_table
 
 os.environ["KERAS_BACKEND"] = "jax"  # before anything imports keras
@@ -33,7 +33,7 @@ def test_flop_count_follows_vgg19s_own_table():
 
 def test_benchmark_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    main(
+    benchmark(
         [
             "--layers",
             "block1_conv1,block2_conv1",
@@ -202,7 +202,7 @@ def test_benchmark_runs_a_keras_file_through_the_network_interface(
     argv = ["--model", "keras", "--model-file", chain_file, "--preprocess", "unit"]
     argv += ["--keras-backend", backend, "--layers", "block1_conv1,block2_conv1"]
     argv += ["--filters", "3", "--size", "16", "--steps", "2", "--repeats", "1", "--json", str(out)]
-    main(argv)
+    benchmark(argv)
     printed = capsys.readouterr().out
     assert "model: keras:tiny.keras; FLOPs by XLA's cost analysis" in printed
     assert "total fp32: 6 filters" in printed

@@ -1,6 +1,8 @@
 """style=fel2023 (MACO): the fixed magnitude, the spectrum estimator, the crop schedule, the
 transparency map, and the engine's progress and input-gradient accumulation."""
 
+import os
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -230,3 +232,26 @@ def test_compare_trace_records_time_to_quality(weight_files, tmp_path, capsys):
         assert final == pytest.approx(trace["0"]["ratio_to_natural"], rel=1e-4)
         assert (tmp_path / "traces" / "block2_conv1").is_dir()
     assert not (tmp_path / "out").exists()  # a trace writes nothing into run folders
+
+
+def test_fel2023_saves_its_transparency_beside_each_image(weight_files, tmp_path):
+    from PIL import Image
+    from test_render import job_for
+
+    from render.networks import load_params
+    from render.run import render_layer
+
+    job = job_for(
+        weight_files, tmp_path, "style=fel2023", "steps=4", "filters=0-2", "output.alpha=true"
+    )
+    meta = render_layer(job, load_params(weight_files["keras_notop"]), {})
+    assert meta["filters"]["2"]["status"] == "dead"  # no image, no map
+    for k in (0, 1):
+        name = meta["filters"][str(k)]["file"][:-4]
+        with Image.open(os.path.join(job.out_dir, f"{name}_alpha.png")) as alpha:
+            assert alpha.mode == "L" and alpha.size == (32, 32)
+            assert alpha.getextrema() == (0, 255)
+        with Image.open(os.path.join(job.out_dir, f"{name}_rgba.png")) as rgba:
+            assert rgba.mode == "RGBA" and rgba.size == (32, 32)
+        assert "robustness" in meta["filters"][str(k)]
+    assert not os.path.exists(os.path.join(job.out_dir, "block2_conv1_0002_alpha.png"))
