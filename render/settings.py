@@ -326,6 +326,21 @@ def _check_output(output: DictConfig, expressions: bool = False) -> None:
     schema.check({"output": OmegaConf.to_container(output, resolve=True)})
 
 
+def shared_settings(cfg: DictConfig) -> dict:
+    """The checked settings every render job carries the same way."""
+    return {
+        "steps": cfg.steps,
+        "step_size": float(cfg.step_size),
+        "seed": cfg.seed,
+        "batch_size": None if cfg.batch_size == "auto" else cfg.batch_size,
+        "loop": cfg.loop,
+        "precision": cfg.precision,
+        "out_dir": os.path.join(cfg.output.root, run_dir(cfg)),
+        "key": run_key(cfg),
+        "output": OmegaConf.to_container(cfg.output, resolve=True),
+    }
+
+
 def make_job(cfg: DictConfig) -> Job:
     """Check every setting; fetch and inspect the weights (shapes only)."""
     check_config(cfg)
@@ -382,16 +397,8 @@ def make_job(cfg: DictConfig) -> Job:
         filters=filters,
         weights_path=loaded.weights_path,
         size=size,
-        steps=cfg.steps,
-        step_size=float(cfg.step_size),
-        seed=cfg.seed,
-        batch_size=None if cfg.batch_size == "auto" else cfg.batch_size,
-        loop=cfg.loop,
-        precision=cfg.precision,
         style=style,
-        out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
-        key=run_key(cfg),
-        output=OmegaConf.to_container(cfg.output, resolve=True),
+        **shared_settings(cfg),
         metrics=OmegaConf.to_container(cfg.metrics, resolve=True),
         objective=cfg.objective,
         class_output=cfg.class_output,
@@ -536,16 +543,8 @@ def make_objectives_job(cfg: DictConfig, kind: str) -> ObjectivesJob:
         weights_path=loaded.weights_path,
         need_top=reads_dense,
         size=size,
-        steps=cfg.steps,
-        step_size=float(cfg.step_size),
-        seed=cfg.seed,
-        batch_size=None if cfg.batch_size == "auto" else cfg.batch_size,
-        loop=cfg.loop,
-        precision=cfg.precision,
         style=style,
-        out_dir=os.path.join(cfg.output.root, run_dir(cfg)),
-        key=run_key(cfg),
-        output=OmegaConf.to_container(cfg.output, resolve=True),
+        **shared_settings(cfg),
         progress=bool(cfg.progress),
         init=init,
         init_weight=init_weight,
