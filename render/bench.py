@@ -5,7 +5,7 @@
     python -m render.bench --model keras --model-file m.keras --preprocess caffe --layers all
 
 The network is built as the renderer builds it (`model=...` settings), and its layers come from
-its own table. FLOPs are counted as in the throughput issue: forward plus data-gradient
+its own table. FLOPs are counted as forward plus data-gradient
 backward through the network cut at the layer, per step, 2 per multiply-add. "nominal" counts
 the whole target layer (what a plain implementation computes, comparable across frameworks);
 "executed" counts what this renderer computes: only min(batch, channels) channels of the target

@@ -15,7 +15,7 @@ def error(capsys) -> str:
 
 
 def test_flop_count_matches_the_whole_network_figure():
-    """4,224 filters, 128 px, 20 steps: the throughput issue's 1.26 PFLOP."""
+    """4,224 filters, 128 px, 20 steps: the whole network's 1.26 PFLOP."""
     total = sum(step_flops(layer, 128) * 20 * layer.channels for layer in CONV_LAYERS)
     assert total == pytest.approx(1.262e15, rel=1e-3)
     # block1_conv2: conv1_1 + conv1_2 at 128 px, forward and backward
