@@ -203,6 +203,23 @@ def with_examples(
     return cell
 
 
+def output_figure(tiles: list, labels, cols: int, out: dict, size: int) -> np.ndarray:
+    """A figure of tiles laid out as the `output` settings say (margins, colours, title,
+    scale, labels); `size` is the image side the default label size follows."""
+    return compose_figure(
+        tiles,
+        labels,
+        cols,
+        out["margin"],
+        tuple(out["background"]),
+        tuple(out["margin_color"]) if out["margin_color"] else None,
+        out["title"],
+        out["scale"],
+        tuple(out["label_color"]),
+        out["font_size"] or max(10, size * out["scale"] // 8),
+    )
+
+
 def write_atlases(job, records: dict) -> None:
     """atlas.png (every filter in index order) and best.png (highest final loss first)."""
     indices = sorted(int(k) for k in records)
@@ -235,18 +252,7 @@ def write_atlases(job, records: dict) -> None:
                 f"{label} {records[str(k)]['class_name']}"
                 for label, k in zip(labels, order, strict=True)
             ]
-        figure = compose_figure(
-            [tiles[k] for k in order],
-            labels,
-            cols,
-            out["margin"],
-            tuple(out["background"]),
-            tuple(out["margin_color"]) if out["margin_color"] else None,
-            out["title"],
-            out["scale"],
-            tuple(out["label_color"]),
-            out["font_size"] or max(10, job.size * out["scale"] // 8),
-        )
+        figure = output_figure([tiles[k] for k in order], labels, cols, out, job.size)
         save_figure(os.path.join(job.out_dir, f"{name}.png"), figure, out["dpi"])
         if out["pdf"]:
             save_figure(os.path.join(job.out_dir, f"{name}.pdf"), figure, out["dpi"])

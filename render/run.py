@@ -30,7 +30,7 @@ from render.batching import (
 from render.display import to_uint8
 from render.distributed import my_share
 from render.errors import UserError
-from render.figures import compose_figure, loss_label, save_figure, write_atlases
+from render.figures import compose_figure, loss_label, output_figure, save_figure, write_atlases
 from render.files import read_png, write_png
 from render.metrics import measure_classes, measure_job
 from render.objectives import at_input_size, caricature, for_job
@@ -175,6 +175,13 @@ def filter_record(job: Job, k: int, images, losses_start, losses_end, alpha=None
     return record | {"status": "ok", "file": name}
 
 
+def add_timing(meta: dict, count: int, seconds: float) -> None:
+    """Count a finished batch in the run's timing (images and seconds of rendering)."""
+    timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
+    timing["filters"] += count
+    timing["seconds"] += seconds
+
+
 def remove_stale_temporaries(folder: str) -> None:
     """Temporary files of a run that was killed mid-write (see files.write_atomic)."""
     for name in os.listdir(folder):
@@ -314,9 +321,7 @@ def _render(
                         loss_end[group],
                         None if alpha is None else alpha[group],
                     )
-                timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
-                timing["filters"] += len(chunk)
-                timing["seconds"] += time.perf_counter() - batch_start
+                add_timing(meta, len(chunk), time.perf_counter() - batch_start)
                 with records_lock(job.out_dir, mine is not None):
                     write_metadata(job.out_dir, merged(job.out_dir, meta, mine))
             rendered += len(chunk)
@@ -581,9 +586,7 @@ def _render_objectives(job: ObjectivesJob, params, todo: list[int], meta: dict, 
                         meta["filters"][str(i)] = objective_record(
                             job, i, objectives[i], images[row], loss_start[row], loss_end[row]
                         )
-                    timing = meta.setdefault("timing", {"filters": 0, "seconds": 0.0})
-                    timing["filters"] += len(chunk)
-                    timing["seconds"] += time.perf_counter() - batch_start
+                    add_timing(meta, len(chunk), time.perf_counter() - batch_start)
                     write_metadata(job.out_dir, meta)
                 rendered += len(chunk)
                 bar.update(len(chunk))
@@ -630,18 +633,7 @@ def write_objective_atlas(job: ObjectivesJob, records: dict) -> None:
         return
     out = job.output
     labels = objective_labels(job, records, out["label_kind"]) if out["labels"] else None
-    figure = compose_figure(
-        tiles,
-        labels,
-        out["cols"],
-        out["margin"],
-        tuple(out["background"]),
-        tuple(out["margin_color"]) if out["margin_color"] else None,
-        out["title"],
-        out["scale"],
-        tuple(out["label_color"]),
-        out["font_size"] or max(10, job.size * out["scale"] // 8),
-    )
+    figure = output_figure(tiles, labels, out["cols"], out, job.size)
     save_figure(os.path.join(job.out_dir, "atlas.png"), figure, out["dpi"])
     if out["pdf"]:
         save_figure(os.path.join(job.out_dir, "atlas.pdf"), figure, out["dpi"])
