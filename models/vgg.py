@@ -16,6 +16,7 @@ from render.models.layers import (
     lookup,
     vgg_table,
 )
+from render.models.lowering import conv3x3
 from render.models.network import CONVENTIONS, Convention, Layer
 
 # precision name -> (operand dtype, lax precision); accumulation is always fp32
@@ -82,55 +83,22 @@ def per_image_channel(linear, x: jax.Array, kernel, bias, channels: jax.Array) -
 
 
 # On XLA:CPU, precision=bf16 runs convolutions with at least this many input channels as
-# shifted bf16 matmuls (measured: block5_conv2 0.54 -> 0.74 filters/s); narrower ones, with
+# shifted bf16 matmuls unless the host's measured choice says otherwise (render/autotune.py):
+# XLA:CPU's bf16 lax.conv is no faster than fp32 while bf16 matmuls are; narrower layers, with
 # large maps, are memory-bound that way and stay lax.conv.
 BF16_MATMUL_MIN_CHANNELS = 256
 
 
-def _shifted_dots(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """3x3 'same' cross-correlation as 9 shifted bf16 matmuls accumulated in fp32."""
-    height, width = x.shape[1], x.shape[2]
-    padded = jnp.pad(x.astype(jnp.bfloat16), ((0, 0), (1, 1), (1, 1), (0, 0)))
-    taps = kernel.astype(jnp.bfloat16)
-    return sum(
-        jnp.dot(
-            padded[:, i : i + height, j : j + width], taps[i, j], preferred_element_type=jnp.float32
-        )
-        for i in range(3)
-        for j in range(3)
-    )
-
-
-@jax.custom_vjp
-def conv3x3_bf16_matmul(x: jax.Array, kernel: jax.Array) -> jax.Array:
-    """bf16 convolution for XLA:CPU, where lax.conv in bf16 is no faster than fp32 but bf16
-    matmuls run ~4x faster: the input gradient is bf16 shifted matmuls too (fp32 accumulation).
-    The kernel gets no gradient (only images are optimized)."""
-    return _shifted_dots(x, kernel)
-
-
-def _bf16_matmul_fwd(x, kernel):
-    return _shifted_dots(x, kernel), (kernel, x.shape)
-
-
-def _bf16_matmul_bwd(residual, g):
-    kernel, shape = residual
-    height, width = shape[1], shape[2]
-    g, taps = g.astype(jnp.bfloat16), kernel.astype(jnp.bfloat16)
-    dx = jnp.zeros((shape[0], height + 2, width + 2, shape[3]), jnp.float32)
-    for i in range(3):
-        for j in range(3):
-            tap = jnp.dot(g, taps[i, j].T, preferred_element_type=jnp.float32)
-            dx = dx.at[:, i : i + height, j : j + width].add(tap)
-    return dx[:, 1:-1, 1:-1], jnp.zeros_like(kernel)
-
-
-conv3x3_bf16_matmul.defvjp(_bf16_matmul_fwd, _bf16_matmul_bwd)
+def default_form(precision: str, in_channels: int) -> str:
+    """The convolution form used where no measured choice is given."""
+    wide = in_channels >= BF16_MATMUL_MIN_CHANNELS
+    return "shifted" if precision == "bf16" and wide and jax.default_backend() == "cpu" else "conv"
 
 
 class Conv3x3(nn.Module):
     features: int
     precision: str = "fp32"
+    form: str | None = None  # models/lowering.py's FORMS; None: default_form
 
     @nn.compact
     def __call__(self, x: jax.Array, channels=None, redirect=None) -> jax.Array:
@@ -138,23 +106,10 @@ class Conv3x3(nn.Module):
         kernel = self.param("kernel", nn.initializers.he_normal(), shape)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         dtype, precision = PRECISIONS[self.precision]
+        form = self.form or default_form(self.precision, x.shape[-1])
 
         def linear(x, kernel):
-            wide = x.shape[-1] >= BF16_MATMUL_MIN_CHANNELS
-            if self.precision == "bf16" and wide and jax.default_backend() == "cpu":
-                return conv3x3_bf16_matmul(x, kernel)
-            # A bf16 result, not preferred_element_type=fp32: XLA upcasts the operands of a
-            # mixed-type convolution to fp32 (operand_upcaster), which on a GPU would run it
-            # at fp32/tf32 speed; a bf16 convolution runs on the tensor cores and still
-            # accumulates in fp32 (cuDNN's bf16 mode). Everything after it is fp32.
-            return lax.conv_general_dilated(
-                x.astype(dtype),
-                kernel.astype(dtype),
-                window_strides=(1, 1),
-                padding="SAME",
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                precision=precision,
-            ).astype(jnp.float32)
+            return conv3x3(x, kernel, form, dtype, precision)
 
         if channels is not None:
             return _relu(per_image_channel(linear, x, kernel, bias, channels), redirect)
@@ -200,6 +155,7 @@ class VGG(nn.Module):
     width_divisor: int = 1
     precision: str = "fp32"
     blocks: tuple[tuple[int, int], ...] = VGG16_BLOCKS
+    forms: tuple[tuple[str, str], ...] = ()  # (layer name, convolution form), measured per host
 
     @nn.compact
     def __call__(
@@ -207,13 +163,16 @@ class VGG(nn.Module):
     ) -> jax.Array:
         table = vgg_table(self.blocks)
         target = lookup(table, upto)
+        forms = dict(self.forms)
         for layer in table:
             width = layer.channels // self.width_divisor
             select = channels if layer is target else None
             if layer.kind == "conv":
                 if layer.name.endswith("_conv1") and layer.stride > 1:
                     x = max_pool_2x2(x)
-                x = Conv3x3(width, self.precision, name=layer.name)(x, select, redirect)
+                x = Conv3x3(width, self.precision, forms.get(layer.name), name=layer.name)(
+                    x, select, redirect
+                )
             else:
                 if layer.name == "fc1":
                     x = max_pool_2x2(x).reshape(x.shape[0], -1)  # NHWC flatten, as Keras (TF)
@@ -250,10 +209,11 @@ class VGGNetwork:
     head: str | None = "predictions"
     render_size: int = 128  # size=auto for filters
     head_size: int | None = TOP_INPUT_SIZE
+    forms: tuple[tuple[str, str], ...] = ()  # (layer name, convolution form); others: default
 
     @property
     def module(self) -> VGG:
-        return VGG(self.width_divisor, self.precision, ARCHITECTURES[self.name])
+        return VGG(self.width_divisor, self.precision, ARCHITECTURES[self.name], self.forms)
 
     @property
     def layers(self) -> tuple[Layer, ...]:

@@ -16,10 +16,15 @@ analysis of the compiled step (n/a where the backend has none).
 from __future__ import annotations
 
 import argparse
+import collections
 import itertools
+import json
 import os
 import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from typing import NoReturn
 
@@ -28,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from render.ascent import LOOPS, Ascent, compile_ascent, image_keys, make_step
+from render.autotune import TUNE_STEPS, host_key, plan_render, seconds_per_filter
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.cli import compose_config
 from render.errors import UserError, run_tool
@@ -44,6 +50,7 @@ CHOLLET2016 = {"name": "chollet2016", "parameterization": "pixels", "optimizer":
 MODELS = ("vgg16", "vgg19", "keras")
 KERAS_BACKENDS = ("auto", "chain", "keras")
 DEFAULT_LAYERS = "block1_conv2,block3_conv3,block5_conv2"
+PEER = "../shared/tools/peer-tf-bench"  # TensorFlow/Keras 3 on the same job, batch 8
 
 
 def conv_flops(
@@ -158,16 +165,38 @@ def bench_layer(
     loop: str,
     repeats: int,
     precision: str = "fp32",
+    autotune: str = "true",
+    cache_dir: str | None = None,
 ) -> dict:
-    """One layer's timing; FLOP rates are None where they cannot be counted."""
-    batch = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
+    """One layer's timing; FLOP rates are None where they cannot be counted. With autotune
+    (true, or auto: always here), convolution forms and an auto batch are this host's measured
+    choices (render/autotune.py), as the renderer uses them."""
     loop = loop if loop != "auto" else default_loop(jax.default_backend())
-    objective = channel_mean(network, layer.name)
     style = build_style(CHOLLET2016, 1.0, network.convention)
-    chunks = []
-    for first in range(0, filters, batch):
-        targets = padded(list(range(first, min(first + batch, filters))), batch)
-        chunks.append((targets, image_keys(0, layer.index, targets)))
+
+    def chunks_of(batch: int) -> list:
+        chunks = []
+        for first in range(0, filters, batch):
+            targets = padded(list(range(first, min(first + batch, filters))), batch)
+            chunks.append((targets, image_keys(0, layer.index, targets)))
+        return chunks
+
+    def time_per_filter(candidate: Network, batch: int) -> float:
+        targets, keys = chunks_of(batch)[0]
+        objective = channel_mean(candidate, layer.name)
+        ascent = compile_ascent(objective, style, size, TUNE_STEPS, loop, params, targets, keys)
+        return seconds_per_filter(lambda: ascent.run(params, targets, keys), batch)
+
+    plan = None
+    if autotune != "false":
+        workload = f"chollet2016 {precision} bench"
+        network, plan = plan_render(
+            network, layer, size, filters, workload, time_per_filter, cache_dir, batch
+        )
+        batch = plan.batch
+    batch = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
+    chunks = chunks_of(batch)
+    objective = channel_mean(network, layer.name)
     ascent = compile_ascent(objective, style, size, steps, loop, params, *chunks[0])
 
     def render_all():
@@ -196,7 +225,41 @@ def bench_layer(
         "executed_gflops": rate(executed),
         "compile_s": ascent.compile_seconds,
         "peak_memory_mb": peak_memory_mb(ascent),
+        "autotune": plan.record() if plan else None,
     }
+
+
+def run_peer(command: str, layer: str, args: argparse.Namespace) -> dict:
+    """The TensorFlow peer on one layer, in its own process: its JSON line, plus the process's
+    wall time (startup, model building and tracing included)."""
+    argv = [command, "--layers", layer, "--filters", str(args.filters)]
+    argv += ["--steps", str(args.steps), "--size", str(args.size)]
+    if args.weights not in (None, "random"):
+        argv += ["--weights", os.path.abspath(args.weights)]
+    start = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"--peer {command}: exited {done.returncode} ({last})")
+    return json.loads(lines[-1]) | {"process_s": wall}
+
+
+def run_main_command(layer: str, args: argparse.Namespace, precision: str) -> float:
+    """Wall time of `python -m render` on the layer's first --filters filters, start to end
+    (startup, weights, compilation, rendering, metrics, atlases and gallery)."""
+    with tempfile.TemporaryDirectory() as root:
+        argv = [sys.executable, "-m", "render", f"layer={layer}"]
+        argv += [f"filters=0-{int(args.filters) - 1}", f"steps={args.steps}", f"size={args.size}"]
+        argv += [f"weights={_quoted(args.weights)}", f"precision={precision}"]
+        argv += [f"output.root={_quoted(root)}", "progress=false"]
+        start = time.perf_counter()
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise UserError(f"python -m render {layer}: exited {done.returncode} ({last})")
+        return time.perf_counter() - start
 
 
 def _fail(message: str) -> NoReturn:
@@ -282,6 +345,28 @@ def _gflops(value: float | None, width: int) -> str:
     return f"{value:>{width}.1f}" if value is not None else f"{'n/a':>{width}}"
 
 
+def compare_with_peer(row: dict, args: argparse.Namespace, precision: str) -> None:
+    """Run the peer on the row's layer right after it, print and record the ratios."""
+    peer = run_peer(args.peer, row["layer"], args)
+    ratio = row["filters_per_s"] / peer["filters_per_s"]
+    row["peer"] = peer
+    row["ratio_to_peer"] = ratio
+    print(
+        f"{'':<14}peer ({peer['peer']}, batch {peer['batch']}): {peer['filters_per_s']:.3f} "
+        f"filters/s, {peer['gflop_per_s']:.1f} GFLOP/s; render / peer {ratio:.2f}x",
+        flush=True,
+    )
+    if args.end_to_end:
+        whole = run_main_command(row["layer"], args, precision)
+        row["main_command_s"] = whole
+        row["ratio_to_peer_process"] = peer["process_s"] / whole
+        print(
+            f"{'':<14}whole process: python -m render {whole:.1f} s, peer {peer['process_s']:.1f} "
+            f"s; render / peer {peer['process_s'] / whole:.2f}x",
+            flush=True,
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     run_tool("render.bench", lambda: benchmark(argv))
 
@@ -328,6 +413,26 @@ def benchmark(argv: list[str] | None) -> int:
         "--precision", default="fp32", help="fp32, tf32, bf16, or several comma-separated"
     )
     parser.add_argument("--repeats", default="3", help="timed runs; the median counts")
+    parser.add_argument(
+        "--autotune",
+        default="true",
+        help="true: convolution forms and an auto batch measured on this host and cached, as "
+        "the renderer does; false: the built-in defaults",
+    )
+    parser.add_argument("--cache-dir", default="~/.cache/render", help="where choices are kept")
+    parser.add_argument(
+        "--peer",
+        nargs="?",
+        const=PEER,
+        help=f"after each layer, run the TensorFlow peer on the same job (default {PEER}) and "
+        "print the ratio",
+    )
+    parser.add_argument(
+        "--end-to-end",
+        action="store_true",
+        help="with --peer: also time the whole `python -m render` command against the whole "
+        "peer process",
+    )
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     problem = check_model_options(args)
@@ -353,6 +458,14 @@ def benchmark(argv: list[str] | None) -> int:
         for value in values:
             if value not in allowed:
                 _fail(f"{option} {value}: use one of {', '.join(allowed)}")
+    if args.autotune not in ("true", "false"):
+        _fail(f"--autotune {args.autotune}: use true or false")
+    if args.peer and (args.model != "vgg16" or args.filters == "all"):
+        _fail("--peer runs VGG16 with a number of --filters: use --model vgg16 and --filters N")
+    if args.peer and not os.path.isfile(args.peer):
+        _fail(f"--peer {args.peer}: no such file (the peer's launcher script)")
+    if args.end_to_end and not args.peer:
+        _fail("--end-to-end compares with the peer: add --peer")
     if args.model == "keras" and precisions != ["fp32"]:
         other = next(p for p in precisions if p != "fp32")
         _fail(f"--precision {other}: use fp32 with --model keras (tf32 and bf16 are VGG's)")
@@ -378,6 +491,7 @@ def benchmark(argv: list[str] | None) -> int:
     network = networks[precisions[0]]
     counted = isinstance(network, VGGNetwork)
     print(
+        f"host: {host_key()}\n"
         f"device: {device.device_kind} ({jax.default_backend()}, {jax.local_device_count()} "
         f"local), jax {jax.__version__}, {args.size} px, {args.steps} steps\n"
         f"model: {network.name}; FLOPs "
@@ -409,12 +523,15 @@ def benchmark(argv: list[str] | None) -> int:
                 loop,
                 args.repeats,
                 precision,
+                args.autotune,
+                args.cache_dir,
             )
             nominal = r["nominal_gflops"]
             r |= {
                 "ceiling_gflops": ceiling,
                 "fraction_of_ceiling": nominal / ceiling if nominal is not None else None,
                 "device": device.device_kind,
+                "host": host_key(),
                 "jax": jax.__version__,
                 **model_record(args, network),
             }
@@ -427,6 +544,15 @@ def benchmark(argv: list[str] | None) -> int:
                 f"{r['peak_memory_mb']:>9.0f}",
                 flush=True,
             )
+            if r["autotune"]:
+                forms = collections.Counter(r["autotune"]["forms"].values())
+                named = ", ".join(f"{form} x{n}" for form, n in forms.items()) or "default"
+                print(
+                    f"{'':<14}forms: {named} ({r['autotune']['source']})",
+                    flush=True,
+                )
+            if args.peer:
+                compare_with_peer(r, args, precision)
             if args.json:  # after every row, so a run cut short keeps what it measured
                 write_json(args.json, results + rows)
         results += rows

@@ -163,7 +163,7 @@ def trace_job(cfg, job, label: str, every: int, goal: float, out_root: str | Non
     from render.batching import auto_batch_size, default_loop, fit_batch, padded
     from render.display import to_uint8
     from render.files import write_png
-    from render.metrics import channel_means, own_channel_means, reference_crops
+    from render.metrics import channel_means, natural_maxima, own_channel_means, reference_crops
     from render.networks import load_network
     from render.objectives import for_job
     from render.styles import build_style
@@ -177,7 +177,7 @@ def trace_job(cfg, job, label: str, every: int, goal: float, out_root: str | Non
     params = load_network(cfg).params
     reference = job.metrics.get("reference")
     crops = reference_crops(os.path.expanduser(reference) if reference else None)
-    natural = channel_means(params, network, layer, crops).max(axis=0)
+    natural = natural_maxima(params, network, layer, crops, job.cache_dir)
     objective = for_job(network, job.objective, layer, job.class_output)
     wanted = len(job.filters)
     batch = job.batch_size or auto_batch_size(network, job.layer, job.size, wanted)

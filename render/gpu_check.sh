@@ -54,16 +54,17 @@ stage() {  # stage NAME SECONDS COMMAND...: run under a timeout no later than th
     echo "weights: $weights"
 } 2>&1 | tee -a "$log"
 
+# autotune off: a GPU keeps XLA's own autotuning anyway, and a CPU dry run measures nothing
 bench=("$python" -m render.bench --weights "$weights" --layers "$layers" --filters "$filters"
-    --size "$size" --steps "$steps" --repeats 1)
+    --size "$size" --steps "$steps" --repeats 1 --autotune false)
 stage devicecheck 75 "$python" -m render.devicecheck --weights "$weights"
 stage bench-bf16 240 "${bench[@]}" --precision bf16 --json "$out/bench-bf16.json"
 stage bench-tf32 180 "${bench[@]}" --precision tf32 --json "$out/bench-tf32.json"
 stage bench-strategy 60 "$python" -m render.bench --weights "$weights" --layers block3_conv3 \
-    --filters "$filters" --size "$size" --steps "$steps" --repeats 1 --precision bf16 \
+    --filters "$filters" --size "$size" --steps "$steps" --repeats 1 --precision bf16 --autotune false \
     --loop python,device --batch 64,256 --json "$out/bench-strategy.json"
 stage render 60 "$python" -m render "weights=$weights" layer=conv5_2 filters=0-63 \
-    "size=$size" "steps=$steps" "output.root=$run_root" progress=false
+    "size=$size" "steps=$steps" "output.root=$run_root" progress=false autotune=false
 atlas=$(find "$run_root" -name atlas.png | head -1)
 [ -n "$atlas" ] && cp "$atlas" "$out/conv5_2_atlas.png"
 stage bench-fp32 600 "${bench[@]}" --precision fp32 --json "$out/bench-fp32.json"

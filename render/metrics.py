@@ -15,7 +15,10 @@ best natural crop (`ratio_to_natural_views`).
 
 from __future__ import annotations
 
+import functools
 import glob
+import hashlib
+import io
 import logging
 import os
 import time
@@ -27,7 +30,7 @@ from PIL import Image
 
 from render.classes import class_name
 from render.errors import UserError
-from render.files import read_png
+from render.files import read_png, write_atomic
 from render.models.network import Network
 from render.transforms import RandomAffine
 
@@ -79,22 +82,67 @@ def reference_crops(folder: str | None = None) -> np.ndarray:
     return np.stack(crops)
 
 
+def _chunked(fn, *arrays, chunk: int) -> np.ndarray:
+    """fn over `arrays` in chunks of one shape (the last padded with copies of its last row),
+    so one compiled program serves every chunk; rows concatenated, padding dropped."""
+    rows, count = [], len(arrays[0])
+    for first in range(0, count, chunk):
+        parts = [np.asarray(a[first : first + chunk]) for a in arrays]
+        short = chunk - len(parts[0])
+        if short and count > chunk:
+            parts = [np.concatenate([p, np.repeat(p[-1:], short, axis=0)]) for p in parts]
+        values = fn(jnp.asarray(parts[0], jnp.float32), *map(jnp.asarray, parts[1:]))
+        rows.append(np.asarray(values)[: chunk - short])
+    return np.concatenate(rows)
+
+
+@functools.lru_cache(maxsize=32)
+def _channel_means_program(network: Network, layer: str):
+    """One compiled program per (network, layer), the weights an argument: a program that
+    closed over them would hold them as constants, compiled (and folded) anew each call."""
+
+    def forward(params, x):
+        y = network.features(params, network.convention.to_input(x), layer)
+        return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are
+
+    return jax.jit(forward)
+
+
 def channel_means(
     params, network: Network, layer: str, images_uint8: np.ndarray, chunk: int = 16
 ) -> np.ndarray:
     """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
     (for a dense layer, its outputs)."""
+    forward = _channel_means_program(network, layer)
+    return _chunked(lambda x: forward(params, x), images_uint8, chunk=chunk)
 
-    def forward(x):
-        y = network.features(params, network.convention.to_input(x), layer)
-        return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are
 
-    forward = jax.jit(forward)
-    rows = []
-    for first in range(0, len(images_uint8), chunk):
-        batch = jnp.asarray(images_uint8[first : first + chunk], jnp.float32)
-        rows.append(np.asarray(forward(batch)))
-    return np.concatenate(rows)
+def natural_maxima(
+    params, network: Network, layer: str, crops: np.ndarray, cache_dir: str | None = None
+) -> np.ndarray:
+    """(C,) each channel's highest mean activation over the crops. The same for every run of
+    a layer with these weights and crops, so it is kept in `<cache_dir>/metrics/` by a digest
+    of all three."""
+    digest = hashlib.sha256(f"{network.name}|{layer}|{crops.shape}".encode())
+    for leaf in jax.tree_util.tree_leaves(params):
+        digest.update(np.asarray(leaf).tobytes())
+    digest.update(np.ascontiguousarray(crops).tobytes())
+    path = None
+    if cache_dir:
+        path = os.path.join(os.path.expanduser(cache_dir), "metrics", digest.hexdigest()[:24])
+        path += ".npy"
+        if os.path.exists(path):
+            try:
+                return np.load(path)
+            except (OSError, ValueError):
+                pass  # damaged: computed again
+    maxima = channel_means(params, network, layer, crops).max(axis=0)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        buffer = io.BytesIO()
+        np.save(buffer, maxima)
+        write_atomic(path, buffer.getvalue())
+    return maxima
 
 
 def random_views(images: np.ndarray, views: int = ROBUSTNESS_VIEWS, seed: int = 0) -> jax.Array:
@@ -106,22 +154,23 @@ def random_views(images: np.ndarray, views: int = ROBUSTNESS_VIEWS, seed: int = 
     return jax.vmap(one, in_axes=(0, None))(images, draws).reshape(-1, *images.shape[1:])
 
 
+@functools.lru_cache(maxsize=32)
+def _own_channel_program(network: Network, layer: str):
+    def forward(params, x, c):
+        y = network.features(params, network.convention.to_input(x), layer, channels=c)
+        return y.reshape(y.shape[0], -1).mean(axis=1)
+
+    return jax.jit(forward)
+
+
 def own_channel_means(
     params, network: Network, layer: str, images, channels: np.ndarray, chunk: int = 16
 ) -> np.ndarray:
     """(N,) spatial mean of channel channels[n] of `layer` for RGB images (N, H, W, 3): only
     each image's own channel is computed."""
-
-    def forward(x, c):
-        y = network.features(params, network.convention.to_input(x), layer, channels=c)
-        return y.reshape(y.shape[0], -1).mean(axis=1)
-
-    forward = jax.jit(forward)
-    rows = []
-    for first in range(0, len(images), chunk):
-        batch = jnp.asarray(images[first : first + chunk], jnp.float32)
-        rows.append(np.asarray(forward(batch, jnp.asarray(channels[first : first + chunk]))))
-    return np.concatenate(rows)
+    forward = _own_channel_program(network, layer)
+    channels = np.asarray(channels, np.int32)
+    return _chunked(lambda x, c: forward(params, x, c), images, channels, chunk=chunk)
 
 
 def view_activations(
@@ -134,7 +183,13 @@ def view_activations(
 
 
 def measure(
-    folder: str, records: dict, params, network: Network, layer: str, crops: np.ndarray
+    folder: str,
+    records: dict,
+    params,
+    network: Network,
+    layer: str,
+    crops: np.ndarray,
+    cache_dir: str | None = None,
 ) -> dict:
     """The records with each ok filter's metrics added, from the PNGs in `folder`."""
     ok = [k for k, r in records.items() if r["status"] == "ok"]
@@ -144,7 +199,7 @@ def measure(
         return records
     images = np.stack([pngs[k][0] for k in ok])
     on_renders = channel_means(params, network, layer, images)  # (image, channel)
-    on_crops = channel_means(params, network, layer, crops).max(axis=0)  # (channel,)
+    on_crops = natural_maxima(params, network, layer, crops, cache_dir)  # (channel,)
     strongest = on_renders.argmax(axis=0)  # per channel: which rendered image excites it most
     channels = np.asarray([int(k) for k in ok], np.int32)
     on_views = view_activations(params, network, layer, images, channels)
@@ -170,7 +225,7 @@ def measure_job(job, params, records: dict) -> None:
     reference = job.metrics.get("reference")
     crops = reference_crops(os.path.expanduser(reference) if reference else None)
     start = time.perf_counter()
-    measure(job.out_dir, records, params, job.network, job.layer.name, crops)
+    measure(job.out_dir, records, params, job.network, job.layer.name, crops, job.cache_dir)
     ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
     if ok:
         log.info(

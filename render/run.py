@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from render import __version__, algebra
 from render.ascent import anchor_penalty, compile_ascent, image_keys
+from render.autotune import AUTOTUNE_MIN_WORK, TUNE_STEPS, plan_render, seconds_per_filter
 from render.batching import (
     auto_batch_size,
     default_loop,
@@ -230,6 +231,28 @@ def render_layer(job: Job, params, settings: dict) -> dict:
         return meta
 
 
+def tuned_network(job: Job, filters: int, time_per_filter) -> tuple:
+    """The job's network with this host's measured convolution forms, and the plan behind them
+    (None with autotune=false). autotune=auto measures on a cache miss only for runs large
+    enough to repay it; smaller ones use the cached choices or the defaults."""
+    if job.autotune == "false":
+        return job.network, None
+    workload = {"style": job.style, "precision": job.precision, "objective": job.objective}
+    digest = hashlib.sha256(repr(sorted(workload.items())).encode()).hexdigest()[:12]
+    measure = job.autotune == "true" or filters * job.steps >= AUTOTUNE_MIN_WORK
+    return plan_render(
+        job.network,
+        job.layer,
+        job.size,
+        filters,
+        f"{job.style.get('name', 'style')} {job.precision} {digest}",
+        time_per_filter,
+        job.cache_dir,
+        job.batch_size,
+        measure,
+    )
+
+
 def _render(
     job: Job,
     params,
@@ -240,13 +263,9 @@ def _render(
 ) -> None:
     # the batch shape of a fresh run, even when resuming a few filters: XLA's arithmetic may
     # differ between batch shapes, and pixels must not depend on what was already on disk
-    network, wanted = job.network, len(job.filters)
-    batch = fit_batch(
-        job.batch_size or auto_batch_size(network, job.layer, job.size, wanted), wanted
-    )
+    wanted = len(job.filters)
     loop = job.loop if job.loop != "auto" else default_loop(jax.default_backend())
-    objective = for_job(network, job.objective, job.layer.name, job.class_output)
-    style = build_style(job.style, job.step_size, network.convention)
+    style = build_style(job.style, job.step_size, job.network.convention)
     params = replicate_over_devices(params)
     copies = style.diversity
 
@@ -258,13 +277,42 @@ def _render(
     if copies > 1:  # diversity compares the images' features one layer below the target
         below = [
             layer.name
-            for layer in network.layers[: job.layer.index]
+            for layer in job.network.layers[: job.layer.index]
             if layer.visualizable and layer.kind == "conv"
         ]
         if not below:
             features = lambda params, images: images  # noqa: E731
         else:
-            features = lambda params, images: network.features(params, images, below[-1])  # noqa: E731
+            features = lambda params, images: job.network.features(params, images, below[-1])  # noqa: E731
+
+    def time_per_filter(candidate, batch):
+        targets, keys = batch_of(todo[:batch], batch)
+        candidate_objective = for_job(candidate, job.objective, job.layer.name, job.class_output)
+        ascent = compile_ascent(
+            candidate_objective,
+            style,
+            job.size,
+            TUNE_STEPS,
+            loop,
+            params,
+            targets,
+            keys,
+            features,
+            **photo_start(job, len(targets)),
+        )
+        return seconds_per_filter(lambda: ascent.run(params, targets, keys), batch)
+
+    network, plan = tuned_network(job, wanted, time_per_filter)
+    if plan is not None:
+        meta["autotune"] = plan.record()
+    batch = (
+        plan.batch
+        if plan
+        else fit_batch(
+            job.batch_size or auto_batch_size(network, job.layer, job.size, wanted), wanted
+        )
+    )
+    objective = for_job(network, job.objective, job.layer.name, job.class_output)
 
     def compiled(batch):
         targets, keys = batch_of(todo[:batch], batch)

@@ -99,7 +99,8 @@ class Setting:
         if self.kind == "bool":
             return isinstance(value, bool)
         if self.kind == "choice":
-            return isinstance(value, str | int | float) and str(value) in self.choices
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            return isinstance(value, str | int | float) and text in self.choices
         if self.kind == "text":
             return isinstance(value, str | int | float) and not isinstance(value, bool)
         if self.kind == "mapping":
@@ -224,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
         1,
         65_536,
         words=("auto",),
+    ),
+    Setting(
+        "autotune",
+        "choice",
+        "convolution forms and batch size measured on this host, cached per host: auto (runs of "
+        "at least 256 filter-steps on CPU), true (any run) or false (the built-in defaults)",
+        choices=("auto", "true", "false"),
     ),
     Setting(
         "loop",

@@ -53,6 +53,8 @@ class Job:
     seed: int
     batch_size: int | None  # None: auto
     loop: str  # "auto", "python" or "device"
+    autotune: str  # "auto", "true" or "false" (render/autotune.py)
+    cache_dir: str  # where measured per-host choices are kept (and XLA's cache)
     precision: str
     style: dict
     out_dir: str
@@ -334,6 +336,8 @@ def shared_settings(cfg: DictConfig) -> dict:
         "seed": cfg.seed,
         "batch_size": None if cfg.batch_size == "auto" else cfg.batch_size,
         "loop": cfg.loop,
+        "autotune": str(cfg.autotune).lower(),
+        "cache_dir": cfg.cache_dir,
         "precision": cfg.precision,
         "out_dir": os.path.join(cfg.output.root, run_dir(cfg)),
         "key": run_key(cfg),
@@ -442,6 +446,8 @@ class ObjectivesJob:
     seed: int
     batch_size: int | None
     loop: str
+    autotune: str
+    cache_dir: str
     precision: str
     style: dict
     out_dir: str

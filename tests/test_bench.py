@@ -51,6 +51,8 @@ def test_benchmark_prints_and_writes_json(tmp_path, capsys):
             "fp32,bf16",
             "--json",
             str(out),
+            "--cache-dir",
+            str(tmp_path),
         ]
     )
     printed = capsys.readouterr().out
@@ -66,6 +68,41 @@ def test_benchmark_prints_and_writes_json(tmp_path, capsys):
     for r in rows:
         assert r["batch"] == 2 and r["loop"] == "python" and r["filters_per_s"] > 0
         assert r["fraction_of_ceiling"] == pytest.approx(r["nominal_gflops"] / r["ceiling_gflops"])
+        assert r["autotune"]["source"] == "measured" and r["autotune"]["batch"] == 2
+        assert set(r["autotune"]["forms"].values()) <= {"conv", "shifted", "im2col", "winograd"}
+    assert printed.count("(measured)") == 4
+
+
+FAKE_PEER = """#!/usr/bin/env python3
+import json, sys
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+print("tensorflow says hello")
+print(json.dumps({"peer": "fake 1.0", "layer": args["--layers"], "batch": 8,
+                  "filters": int(args["--filters"]), "filters_per_s": 0.5, "gflop_per_s": 1.0,
+                  "compile_s": 0.1}))
+"""
+
+
+def test_benchmark_runs_the_peer_beside_each_layer_and_prints_the_ratio(tmp_path, capsys):
+    peer = tmp_path / "peer"
+    peer.write_text(FAKE_PEER)
+    peer.chmod(0o755)
+    out = tmp_path / "bench.json"
+    argv = ["--layers", "block1_conv1,block2_conv1", "--filters", "2", "--size", "16"]
+    argv += ["--steps", "2", "--repeats", "1", "--autotune", "false", "--json", str(out)]
+    benchmark([*argv, "--peer", str(peer), "--end-to-end", "--cache-dir", str(tmp_path)])
+    printed = capsys.readouterr().out
+    rows = json.loads(out.read_text())
+    for row in rows:
+        assert row["peer"]["peer"] == "fake 1.0" and row["peer"]["layer"] == row["layer"]
+        assert row["ratio_to_peer"] == pytest.approx(row["filters_per_s"] / 0.5)
+        assert f"render / peer {row['ratio_to_peer']:.2f}x" in printed
+        assert row["main_command_s"] > 0 and row["peer"]["process_s"] > 0
+        assert row["ratio_to_peer_process"] == pytest.approx(
+            row["peer"]["process_s"] / row["main_command_s"]
+        )
+    assert printed.count("whole process: python -m render") == 2
+    assert "host: " in printed and rows[0]["host"] == rows[1]["host"]
 
 
 def test_benchmark_rejects_an_unknown_precision_in_one_line(capsys):
@@ -150,6 +187,9 @@ def test_gpu_check_script_runs_every_stage_in_a_dry_run(tmp_path):
         (["--model", "keras", "--model-file", "/no/such.keras"], "no such file"),
         (["--filters", "65", "--layers", "block1_conv1"], "block1_conv1 has 64 filters"),
         (["--steps", "0"], "--steps 0: use a positive whole number"),
+        (["--peer", "/no/such/peer"], "--peer /no/such/peer: no such file"),
+        (["--end-to-end"], "--end-to-end compares with the peer: add --peer"),
+        (["--autotune", "maybe"], "--autotune maybe: use true or false"),
     ],
 )
 def test_benchmark_rejects_bad_options_in_one_line(args, message, capsys):
@@ -202,7 +242,7 @@ def test_benchmark_runs_a_keras_file_through_the_network_interface(
     argv = ["--model", "keras", "--model-file", chain_file, "--preprocess", "unit"]
     argv += ["--keras-backend", backend, "--layers", "block1_conv1,block2_conv1"]
     argv += ["--filters", "3", "--size", "16", "--steps", "2", "--repeats", "1", "--json", str(out)]
-    benchmark(argv)
+    benchmark([*argv, "--autotune", "false"])
     printed = capsys.readouterr().out
     assert "model: keras:tiny.keras; FLOPs by XLA's cost analysis" in printed
     assert "total fp32: 6 filters" in printed

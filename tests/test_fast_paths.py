@@ -93,7 +93,7 @@ def test_bf16_matmul_convolution_matches_fp32_values_and_input_gradients():
     """The CPU bf16 path (shifted bf16 matmuls, custom bf16 backward) against fp32 lax.conv."""
     from jax import lax
 
-    from render.models.vgg import conv3x3_bf16_matmul
+    from render.models.lowering import conv3x3
 
     rng = np.random.default_rng(4)
     x = jnp.asarray(rng.normal(size=(2, 9, 7, 32)), jnp.float32)
@@ -110,7 +110,10 @@ def test_bf16_matmul_convolution_matches_fp32_values_and_input_gradients():
             precision=lax.Precision.HIGHEST,
         )
 
-    for fn in (reference, lambda x: conv3x3_bf16_matmul(x, kernel)):
+    for fn in (
+        reference,
+        lambda x: conv3x3(x, kernel, "shifted", jnp.bfloat16, lax.Precision.DEFAULT),
+    ):
         value, vjp = jax.vjp(fn, x)
         if fn is reference:
             expected = (value, vjp(cotangent)[0])

@@ -164,7 +164,7 @@ def test_auto_batch_halves_when_device_memory_runs_out(
 
     monkeypatch.setattr(run_module, "compile_ascent", tight_memory)
     monkeypatch.setattr(run_module, "auto_batch_size", lambda *args: 8)
-    job = job_for(weight_files, tmp_path, "filters=0-7")
+    job = job_for(weight_files, tmp_path, "filters=0-7", "autotune=false")
     with caplog.at_level("WARNING", logger="render"):
         meta = render_layer(job, loaded, {})
     assert sizes == [8, 4, 2]
