@@ -100,6 +100,15 @@ def host_key() -> str:
     return f"{what}, {jax.local_device_count()} device(s), jax {jax.__version__}"
 
 
+def workload_key(style: dict, precision: str, objective: str = "filters") -> str:
+    """What besides the network, layer and size shapes a step's cost: the style's settings,
+    the precision and the objective (the renderer and the benchmark share one key)."""
+    text = json.dumps([style, precision, objective], sort_keys=True, default=str)
+    return (
+        f"{style.get('name', 'style')} {precision} {hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    )
+
+
 def cache_file(cache_dir: str, host: str) -> str:
     digest = hashlib.sha256(host.encode()).hexdigest()[:16]
     return os.path.join(os.path.expanduser(cache_dir), "autotune", f"{digest}.json")

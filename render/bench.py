@@ -31,9 +31,10 @@ from typing import NoReturn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from omegaconf import OmegaConf
 
 from render.ascent import LOOPS, Ascent, compile_ascent, image_keys, make_step
-from render.autotune import TUNE_STEPS, host_key, plan_render, seconds_per_filter
+from render.autotune import TUNE_STEPS, host_key, plan_render, seconds_per_filter, workload_key
 from render.batching import auto_batch_size, default_loop, fit_batch, padded
 from render.cli import compose_config
 from render.errors import UserError, run_tool
@@ -167,6 +168,7 @@ def bench_layer(
     precision: str = "fp32",
     autotune: str = "true",
     cache_dir: str | None = None,
+    style_settings: dict | None = None,
 ) -> dict:
     """One layer's timing; FLOP rates are None where they cannot be counted. With autotune
     (true, or auto: always here), convolution forms and an auto batch are this host's measured
@@ -189,7 +191,7 @@ def bench_layer(
 
     plan = None
     if autotune != "false":
-        workload = f"chollet2016 {precision} bench"
+        workload = workload_key(style_settings or CHOLLET2016, precision)
         network, plan = plan_render(
             network, layer, size, filters, workload, time_per_filter, cache_dir, batch
         )
@@ -489,6 +491,8 @@ def benchmark(argv: list[str] | None) -> int:
             )
     device = jax.local_devices()[0]
     network = networks[precisions[0]]
+    # the renderer's own chollet2016 settings: its measured choices are the renderer's
+    style_settings = OmegaConf.to_container(compose_config([]).style, resolve=True)
     counted = isinstance(network, VGGNetwork)
     print(
         f"host: {host_key()}\n"
@@ -525,6 +529,7 @@ def benchmark(argv: list[str] | None) -> int:
                 precision,
                 args.autotune,
                 args.cache_dir,
+                style_settings,
             )
             nominal = r["nominal_gflops"]
             r |= {

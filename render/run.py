@@ -19,7 +19,13 @@ from tqdm import tqdm
 
 from render import __version__, algebra
 from render.ascent import anchor_penalty, compile_ascent, image_keys
-from render.autotune import AUTOTUNE_MIN_WORK, TUNE_STEPS, plan_render, seconds_per_filter
+from render.autotune import (
+    AUTOTUNE_MIN_WORK,
+    TUNE_STEPS,
+    plan_render,
+    seconds_per_filter,
+    workload_key,
+)
 from render.batching import (
     auto_batch_size,
     default_loop,
@@ -237,15 +243,13 @@ def tuned_network(job: Job, filters: int, time_per_filter) -> tuple:
     enough to repay it; smaller ones use the cached choices or the defaults."""
     if job.autotune == "false":
         return job.network, None
-    workload = {"style": job.style, "precision": job.precision, "objective": job.objective}
-    digest = hashlib.sha256(repr(sorted(workload.items())).encode()).hexdigest()[:12]
     measure = job.autotune == "true" or filters * job.steps >= AUTOTUNE_MIN_WORK
     return plan_render(
         job.network,
         job.layer,
         job.size,
         filters,
-        f"{job.style.get('name', 'style')} {job.precision} {digest}",
+        workload_key(job.style, job.precision, job.objective),
         time_per_filter,
         job.cache_dir,
         job.batch_size,
