@@ -74,7 +74,7 @@ def ensure_metrics(cfg, job, meta: dict) -> None:
     wanted = ("activation", "robustness")
     if all(all(w in r for w in wanted) for r in records.values() if r["status"] == "ok"):
         return
-    from render.metrics import measure, reference_crops
+    from render.metrics import ROBUSTNESS_VIEWS, measure, reference_crops
     from render.networks import load_network
 
     params = load_network(cfg).params
@@ -86,6 +86,8 @@ def ensure_metrics(cfg, job, meta: dict) -> None:
         job.network,
         job.layer.name,
         reference_crops(os.path.expanduser(reference) if reference else None),
+        job.cache_dir,
+        job.metrics.get("views", ROBUSTNESS_VIEWS),
     )
     write_metadata(job.out_dir, meta)
 
@@ -229,13 +231,14 @@ def trace_job(cfg, job, label: str, every: int, goal: float, out_root: str | Non
         folder = os.path.join(out_root, layer, slug)
         os.makedirs(folder, exist_ok=True)
     if live:
-        from render.metrics import view_activations
+        from render.metrics import ROBUSTNESS_VIEWS, view_activations
 
         images = np.stack([finals[k] for k in live])
         on_renders = channel_means(params, network, layer, images)
         strongest = on_renders.argmax(axis=0)
         channels = np.asarray(live, np.int32)
-        on_views = view_activations(params, network, layer, images, channels)
+        views = max(1, job.metrics.get("views", ROBUSTNESS_VIEWS))
+        on_views = view_activations(params, network, layer, images, channels, views)
     for k in job.filters:
         record = {"filter": k, "status": "ok" if k in live else "dead", "loss_end": losses[k]}
         if k in live:

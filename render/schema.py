@@ -316,6 +316,13 @@ SETTINGS: tuple[Setting, ...] = (
         "a folder of your own photos for the natural crops (null: the shipped set)",
         null=True,
     ),
+    Setting(
+        "metrics.views",
+        "int",
+        "random views of each image for its robustness score (0: no robustness score)",
+        0,
+        64,
+    ),
     # -- distributed.* --
     Setting(
         "distributed.coordinator",

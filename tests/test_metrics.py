@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
+from fixtures import fixture_params
 from PIL import Image
 
 from render.errors import UserError
-from render.metrics import channel_means, measure, reference_crops
+from render.metrics import channel_means, measure, natural_maxima, reference_crops
 from render.models.vgg import VGGNetwork
 
 
@@ -67,6 +68,29 @@ def test_robustness_of_a_constant_image_is_one(params, tmp_path):
                 record["ratio_to_natural"], rel=1e-4
             )
     assert any(r["activation"] > 0 for r in records.values())
+
+
+def test_natural_maxima_are_cached_by_weights_layer_and_crops(params, tmp_path, monkeypatch):
+    """The crops' maxima are computed once per (weights, layer, crops) and read back after;
+    other weights are another entry. Without views there is no robustness score."""
+    from render import metrics
+
+    model = VGGNetwork(width_divisor=16)
+    crops = reference_crops()[:3]
+    first = natural_maxima({"params": params}, model, "block2_conv1", crops, str(tmp_path))
+    assert len(list((tmp_path / "metrics").iterdir())) == 1
+    monkeypatch.setattr(metrics, "channel_means", lambda *args: pytest.fail("computed again"))
+    again = natural_maxima({"params": params}, model, "block2_conv1", crops, str(tmp_path))
+    np.testing.assert_array_equal(first, again)
+    monkeypatch.undo()
+    other = {"params": fixture_params(seed=7)}
+    natural_maxima(other, model, "block2_conv1", crops, str(tmp_path))
+    assert len(list((tmp_path / "metrics").iterdir())) == 2
+
+    Image.fromarray(crops[0]).save(tmp_path / "f0.png")
+    records = {"0": {"status": "ok", "file": "f0.png"}}
+    measure(str(tmp_path), records, {"params": params}, model, "block2_conv1", crops, views=0)
+    assert records["0"]["robustness"] is None and records["0"]["activation"] > 0
 
 
 def test_robustness_views_move_a_pattern(params):
