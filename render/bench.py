@@ -3,6 +3,10 @@
     python -m render.bench --weights /tmp/real-vgg16/vgg16_notop_keras.h5
     python -m render.bench --layers block1_conv2 --batch 1,2,4,8 --loop python,device
     python -m render.bench --model keras --model-file m.keras --preprocess caffe --layers all
+    python -m render.bench --weights W --peer --end-to-end   # beside TensorFlow, one window
+
+Convolution forms and auto batch sizes are the host's measured choices, as the renderer uses
+them (render/autotune.py; measured here on first use, `--autotune false` for the defaults).
 
 The network is built as the renderer builds it (`model=...` settings), and its layers come from
 its own table. FLOPs are counted as forward plus data-gradient
