@@ -97,7 +97,9 @@ def host_key() -> str:
     """What the measured choices hold for: the device (CPU model and extensions) and jax."""
     device = jax.local_devices()[0]
     what = cpu_model() if device.platform == "cpu" else device.device_kind
-    return f"{what}, {jax.local_device_count()} device(s), jax {jax.__version__}"
+    threads = os.cpu_count() if device.platform == "cpu" else None
+    cores = f", {threads} CPU threads" if threads else ""
+    return f"{what}{cores}, {jax.local_device_count()} device(s), jax {jax.__version__}"
 
 
 def workload_key(style: dict, precision: str, objective: str = "filters") -> str:

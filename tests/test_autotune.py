@@ -1,5 +1,7 @@
 """Per-host choices: measured once, cached by host key, honoured by the renderer."""
 
+import os
+
 import pytest
 
 from render import autotune
@@ -122,6 +124,7 @@ def test_the_host_key_names_the_cpu_and_jax(monkeypatch):
     monkeypatch.undo()
     key = autotune.host_key()
     assert key.endswith(f"jax {jax.__version__}") and "device(s)" in key
+    assert f"{os.cpu_count()} CPU threads" in key
 
 
 def test_a_render_records_its_plan_and_a_second_run_measures_nothing(
