@@ -208,6 +208,7 @@ def compile_ascent(
     features: Callable | None = None,
     start: jax.Array | None = None,
     penalty: Callable | None = None,
+    compiler_options: dict | None = None,
 ) -> Ascent:
     """Compile every octave's ascent for batches shaped like `targets`.
 
@@ -221,8 +222,10 @@ def compile_ascent(
     start of the same shape through the same compiled programs; `penalty(images)` (B,) is
     subtracted from the objective at every step (see make_step). With style.transparency run()
     returns a fourth element: |d total / d image| per pixel, summed over channels and steps,
-    (B, height, width) (MACO's transparency map).
+    (B, height, width) (MACO's transparency map). `compiler_options` go to XLA for every
+    program (render/autotune.py's LIBRARIES).
     """
+    options = compiler_options or None
     if loop not in LOOPS:
         raise ValueError(f"loop must be one of {LOOPS}, not {loop!r}")
     donate = (1,)  # the image state: its buffers are reused for the next step's
@@ -239,11 +242,11 @@ def compile_ascent(
     if start is None:
         if first_h != first_w:
             raise ValueError(f"a {height}x{width} ascent needs start= images (not square)")
-        init = jax.jit(lambda keys: par.init(keys, first_h)).lower(keys).compile()
+        init = jax.jit(lambda keys: par.init(keys, first_h)).lower(keys).compile(options)
     else:
         first_shape = (start.shape[0], first_h, first_w, 3)
         from_start = jax.jit(lambda start: par.from_input(resize_images(start, first_shape)))
-        from_start = from_start.lower(start).compile()
+        from_start = from_start.lower(start).compile(options)
         init = lambda keys, given=start: from_start(given)  # noqa: E731
 
     def initial_images(param):  # the start as the network sees it at the final size
@@ -251,17 +254,17 @@ def compile_ascent(
         return resize_images(images, (images.shape[0], height, width, 3))
 
     param = init(keys)
-    start_images = jax.jit(initial_images).lower(param).compile()
+    start_images = jax.jit(initial_images).lower(param).compile(options)
     # style.transparency: |d total / d image| per pixel, carried through the steps (and octaves)
     carried = (jnp.zeros((len(targets), first_h, first_w)),) if style.transparency else ()
     to_images = jax.jit(par.to_input)  # for run(observe=...): compiled on first use
     stages, programs = [], []
     for octave, (_, octave_steps) in enumerate(plan):
         step = make_step(objective, style, features, penalty, octave_steps)
-        begin = jax.jit(fresh).lower(param, carried).compile()
+        begin = jax.jit(fresh).lower(param, carried).compile(options)
         if loop == "python":
             one = jax.jit(step, donate_argnums=donate)
-            one = one.lower(params, begin(param, carried), targets, keys, 0).compile()
+            one = one.lower(params, begin(param, carried), targets, keys, 0).compile(options)
             programs.append(one)
 
             def run_octave(
@@ -283,7 +286,9 @@ def compile_ascent(
                 return state[0], first, state[2:]
 
             device_octave = jax.jit(all_steps, donate_argnums=donate)
-            device_octave = device_octave.lower(params, param, targets, keys, carried).compile()
+            device_octave = device_octave.lower(params, param, targets, keys, carried).compile(
+                options
+            )
             programs.append(device_octave)
 
             def run_octave(params, param, targets, keys, carried, watch, program=device_octave):
@@ -298,14 +303,14 @@ def compile_ascent(
                 shape = (images.shape[0], *next_size, 3)
                 return par.from_input(jax.image.resize(images, shape, "linear"))
 
-            resize = jax.jit(grow).lower(param).compile()
+            resize = jax.jit(grow).lower(param).compile(options)
             param = resize(param)
             if carried:  # the accumulated map follows the image to the next size
                 shape = (len(targets), *next_size)
                 carried = (jax.image.resize(carried[0], shape, "linear"),)
         stages.append((run_octave, resize, octave_steps))
-    final_images = jax.jit(par.to_input).lower(param).compile()
-    final_loss = jax.jit(objective).lower(params, final_images(param), targets).compile()
+    final_images = jax.jit(par.to_input).lower(param).compile(options)
+    final_loss = jax.jit(objective).lower(params, final_images(param), targets).compile(options)
     compile_seconds = time.perf_counter() - begun
 
     grow_map = jax.jit(

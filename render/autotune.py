@@ -4,11 +4,14 @@ Which convolution form (models/lowering.py) and which batch size run fastest dep
 (vector width, matmul units, cache sizes) and the shape, so the renderer measures them on the
 machine it runs on, as cuDNN and XLA autotune on GPUs: first every form of each convolution shape
 of the network cut at the layer, in isolation (forward and input gradient); then whole ascent
-steps at a few batch sizes with the winning forms; last, the plain `conv` form at the chosen
-batch, kept if the network as a whole runs faster that way (a form that wins alone can lose
-among its neighbours). Results are kept in `<cache_dir>/autotune/`, beside XLA's compilation
-cache, in one file per host key (CPU model, vector extensions, jax version): a second run of the
-same shape measures nothing, another host measures anew. Accelerators keep XLA's own convolution
+steps at a few batch sizes with the winning forms; last, at the chosen batch, the plain `conv`
+form, and both again with XLA's own CPU kernels in place of the YNNPACK library it sends
+convolutions, dots and reductions to by default (`LIBRARIES`: a compiler option per program),
+keeping whichever runs the network fastest as a whole (a form that wins alone can lose among
+its neighbours; which library wins depends on the host). Results are kept in
+`<cache_dir>/autotune/`, beside XLA's compilation cache, in one file per host key (CPU model,
+vector extensions, jax version): a second run of the same shape measures nothing, another host
+measures anew. Accelerators keep XLA's own convolution
 autotuning and the memory-sized batch.
 """
 
@@ -39,6 +42,8 @@ FORM_REPEATS = 3  # timed calls per form and shape, after one untimed; the faste
 STEP_REPEATS = 2  # timed ascents per batch candidate, after one untimed
 TUNE_STEPS = 3  # steps per timed ascent
 AUTOTUNE_MIN_WORK = 256  # autotune=auto measures for runs of at least this many filter-steps
+# compiler options per program: jax's defaults, or XLA's own kernels instead of YNNPACK fusions
+LIBRARIES = {"default": {}, "xla": {"xla_cpu_experimental_ynn_fusion_type": ""}}
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
 
 
@@ -48,6 +53,7 @@ class Plan:
 
     batch: int
     forms: tuple[tuple[str, str], ...]  # (conv layer, form); empty: the network's defaults
+    library: str  # a LIBRARIES key: the compiler options of every program of the render
     host: str
     source: str  # "measured" now, "cached" from an earlier run, or "defaults" (not measured)
     measured_s: float  # seconds spent measuring in this process
@@ -57,11 +63,25 @@ class Plan:
         return {
             "batch": self.batch,
             "forms": dict(self.forms),
+            "library": self.library,
             "host": self.host,
             "source": self.source,
             "measured_s": round(self.measured_s, 2),
             "per_filter_s": self.per_filter_s,
         }
+
+    @property
+    def compiler_options(self) -> dict:
+        return LIBRARIES[self.library]
+
+
+def available(library: str) -> bool:
+    """Whether this jax's CPU compiler takes the library's options (flags come and go)."""
+    try:
+        jax.jit(lambda x: x + 1).lower(jnp.zeros(2)).compile(compiler_options=LIBRARIES[library])
+    except Exception:  # an unknown option: XLA's own error type, not a Python one
+        return False
+    return True
 
 
 def seconds_per_filter(run: Callable[[], object], batch: int) -> float:
@@ -197,24 +217,27 @@ def plan_render(
     size: int,
     filters: int,
     workload: str,
-    time_per_filter: Callable[[Network, int], float],
+    time_per_filter: Callable[[Network, int, dict], float],
     cache_dir: str | None,
     batch: int | None = None,
     measure: bool = True,
 ) -> tuple[Network, Plan]:
     """The network with its measured convolution forms, and the batch to render with (`batch`
     when given: then only the forms are chosen). `workload` names what else shapes the timing
-    (style, precision); `time_per_filter(network, batch)` times a short ascent. Without
+    (style, precision); `time_per_filter(network, batch, compiler_options)` times a short
+    ascent. Without
     `measure`, a choice not in the cache falls back to the defaults."""
     host = host_key()
     guess = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
     if jax.local_devices()[0].platform != "cpu":
-        return network, Plan(guess, (), host, "defaults", 0.0, {})
+        return network, Plan(guess, (), "default", host, "defaults", 0.0, {})
     store = Store(cache_dir, host)
     key = f"{network.name}|{layer.name}|{size}|{workload}|batch {batch or 'auto'}"
     saved, source, measured = store.data["plans"].get(key), "cached", 0.0
+    if saved is not None and saved.get("library") not in LIBRARIES:
+        saved = None  # chosen before libraries were measured, or a library since removed
     if saved is None and not measure:
-        return network, Plan(guess, (), host, "defaults", 0.0, {})
+        return network, Plan(guess, (), "default", host, "defaults", 0.0, {})
     if saved is None:
         start = time.perf_counter()
         saved = _measure(network, layer, size, filters, guess, time_per_filter, store, batch)
@@ -225,11 +248,13 @@ def plan_render(
     forms = tuple(sorted(saved["forms"].items()))
     tuned = replace(network, forms=forms) if forms else network
     chosen = fit_batch(saved["batch"], filters)
-    plan = Plan(chosen, forms, host, source, measured, saved["per_filter_s"])
+    library = saved["library"]
+    plan = Plan(chosen, forms, library, host, source, measured, saved["per_filter_s"])
     log.info(
-        "%s: batch %d, convolution forms %s (%s)",
+        "%s: batch %d, %s kernels, convolution forms %s (%s)",
         layer.name,
         plan.batch,
+        library,
         ", ".join(f"{name} {form}" for name, form in forms) or "default",
         source,
     )
@@ -244,16 +269,26 @@ def _measure(network, layer, size, filters, guess, time_per_filter, store, batch
         precision = getattr(network, "precision", "fp32")
         forms = best_forms(conv_shapes(network, layer, size, guess), precision, store)
     with_forms = replace(network, forms=tuple(sorted(forms.items()))) if forms else network
-    per_filter = {f"batch {b}": time_per_filter(with_forms, b) for b in candidates}
+    default = LIBRARIES["default"]
+    per_filter = {f"batch {b}": time_per_filter(with_forms, b, default) for b in candidates}
     chosen = min(candidates, key=lambda b: per_filter[f"batch {b}"])
-    if forms and any(form != "conv" for form in forms.values()):
-        plain = {name: "conv" for name in forms}
-        plain_network = replace(network, forms=tuple(sorted(plain.items())))
-        per_filter[f"batch {chosen}, all conv"] = time_per_filter(plain_network, chosen)
-        if per_filter[f"batch {chosen}, all conv"] < per_filter[f"batch {chosen}"]:
-            forms = plain
+    # at the chosen batch: the measured forms and plain lax.conv, with each library
+    variants = {f"batch {chosen}": (forms, "default")}
+    plain = {name: "conv" for name in forms}
+    if forms and forms != plain:
+        variants[f"batch {chosen}, all conv"] = (plain, "default")
+    for label, (these, _) in list(variants.items()):
+        variants[f"{label}, xla kernels"] = (these, "xla")
+    for label, (these, library) in variants.items():
+        if label in per_filter or not available(library):
+            continue
+        candidate = replace(network, forms=tuple(sorted(these.items()))) if these else network
+        per_filter[label] = time_per_filter(candidate, chosen, LIBRARIES[library])
+    best = min((label for label in variants if label in per_filter), key=per_filter.get)
+    forms, library = variants[best]
     return {
         "batch": chosen,
         "forms": forms,
+        "library": library,
         "per_filter_s": {k: round(v, 5) for k, v in per_filter.items()},
     }

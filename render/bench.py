@@ -49,6 +49,7 @@ from render.models.network import CONVENTIONS, Network, UnknownLayerError, conv_
 from render.models.vgg import PRECISIONS, VGGNetwork
 from render.networks import load_network
 from render.objectives import Objective, channel_mean
+from render.runs import find_runs, read_metadata
 from render.styles import Style, build_style
 
 CHOLLET2016 = {"name": "chollet2016", "parameterization": "pixels", "optimizer": "normalized_sgd"}
@@ -187,10 +188,20 @@ def bench_layer(
             chunks.append((targets, image_keys(0, layer.index, targets)))
         return chunks
 
-    def time_per_filter(candidate: Network, batch: int) -> float:
+    def time_per_filter(candidate: Network, batch: int, compiler_options: dict) -> float:
         targets, keys = chunks_of(batch)[0]
         objective = channel_mean(candidate, layer.name)
-        ascent = compile_ascent(objective, style, size, TUNE_STEPS, loop, params, targets, keys)
+        ascent = compile_ascent(
+            objective,
+            style,
+            size,
+            TUNE_STEPS,
+            loop,
+            params,
+            targets,
+            keys,
+            compiler_options=compiler_options,
+        )
         return seconds_per_filter(lambda: ascent.run(params, targets, keys), batch)
 
     plan = None
@@ -203,7 +214,10 @@ def bench_layer(
     batch = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
     chunks = chunks_of(batch)
     objective = channel_mean(network, layer.name)
-    ascent = compile_ascent(objective, style, size, steps, loop, params, *chunks[0])
+    options = plan.compiler_options if plan else None
+    ascent = compile_ascent(
+        objective, style, size, steps, loop, params, *chunks[0], compiler_options=options
+    )
 
     def render_all():
         for targets, keys in chunks:
@@ -252,20 +266,27 @@ def run_peer(command: str, layer: str, args: argparse.Namespace) -> dict:
     return json.loads(lines[-1]) | {"process_s": wall}
 
 
-def run_main_command(layer: str, args: argparse.Namespace, precision: str) -> float:
+def run_main_command(
+    layer: str, args: argparse.Namespace, precision: str
+) -> tuple[float, dict[str, float]]:
     """Wall time of `python -m render` on the layer's first --filters filters, start to end
-    (startup, weights, compilation, rendering, metrics, atlases and gallery)."""
+    (startup, weights, compilation, rendering, metrics, atlases and gallery), and the run's
+    own account of its phases (its metadata's `phases_s`)."""
     with tempfile.TemporaryDirectory() as root:
         argv = [sys.executable, "-m", "render", f"layer={layer}"]
         argv += [f"filters=0-{int(args.filters) - 1}", f"steps={args.steps}", f"size={args.size}"]
         argv += [f"weights={_quoted(args.weights)}", f"precision={precision}"]
-        argv += [f"output.root={_quoted(root)}", "progress=false"]
+        argv += [f"output.root={_quoted(root)}", f"cache_dir={_quoted(args.cache_dir)}"]
+        argv += ["progress=false"]
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True)
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no output"])[-1]
             raise UserError(f"python -m render {layer}: exited {done.returncode} ({last})")
-        return time.perf_counter() - start
+        wall = time.perf_counter() - start
+        folders = find_runs(root)
+        meta = read_metadata(folders[0]) if folders else None
+        return wall, (meta or {}).get("phases_s", {})
 
 
 def _fail(message: str) -> NoReturn:
@@ -363,12 +384,15 @@ def compare_with_peer(row: dict, args: argparse.Namespace, precision: str) -> No
         flush=True,
     )
     if args.end_to_end:
-        whole = run_main_command(row["layer"], args, precision)
+        whole, phases = run_main_command(row["layer"], args, precision)
         row["main_command_s"] = whole
+        row["main_command_phases_s"] = phases
         row["ratio_to_peer_process"] = peer["process_s"] / whole
+        parts = [f"{name} {seconds:.1f}" for name, seconds in phases.items()]
+        parts.append(f"startup and the rest {whole - sum(phases.values()):.1f}")
         print(
-            f"{'':<14}whole process: python -m render {whole:.1f} s, peer {peer['process_s']:.1f} "
-            f"s; render / peer {peer['process_s'] / whole:.2f}x",
+            f"{'':<14}whole process: python -m render {whole:.1f} s ({', '.join(parts)}), "
+            f"peer {peer['process_s']:.1f} s; render / peer {peer['process_s'] / whole:.2f}x",
             flush=True,
         )
 
@@ -557,7 +581,8 @@ def benchmark(argv: list[str] | None) -> int:
                 forms = collections.Counter(r["autotune"]["forms"].values())
                 named = ", ".join(f"{form} x{n}" for form, n in forms.items()) or "default"
                 print(
-                    f"{'':<14}forms: {named} ({r['autotune']['source']})",
+                    f"{'':<14}forms: {named}, {r['autotune']['library']} kernels "
+                    f"({r['autotune']['source']})",
                     flush=True,
                 )
             if args.peer:

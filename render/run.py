@@ -220,17 +220,29 @@ def render_layer(job: Job, params, settings: dict) -> dict:
             log.info(
                 "%d of %d filters already rendered in %s", len(done), len(job.filters), job.out_dir
             )
+        phases = {"measuring": 0.0, "compiling": 0.0, "rendering": 0.0}
         if todo:
-            _render(job, params, todo, meta, len(done), mine)
+            phases = _render(job, params, todo, meta, len(done), mine)
         with records_lock(job.out_dir, mine is not None):  # metrics and atlases see every record
             meta = merged(job.out_dir, meta, mine)
             records = meta["filters"]
+            begin = time.perf_counter()
             if job.objective == "class":
                 measure_classes(job, params, records)
             elif job.metrics.get("measure"):
                 measure_job(job, params, records)
-            write_metadata(job.out_dir, meta)
+            phases["metrics"] = time.perf_counter() - begin
+            begin = time.perf_counter()
             write_atlases(job, records)
+            phases["atlases"] = time.perf_counter() - begin
+            meta["phases_s"] = {name: round(seconds, 3) for name, seconds in phases.items()}
+            write_metadata(job.out_dir, meta)
+        log.info(
+            "%s: %.1f s in this process: %s",
+            job.layer.name,
+            sum(phases.values()),
+            ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items()),
+        )
         dead = sorted(int(k) for k, r in records.items() if r["status"] == "dead")
         if dead:
             log.info("dead filters (activation stayed at zero, no image): %s", dead)
@@ -264,7 +276,9 @@ def _render(
     meta: dict,
     done: int,
     mine: set[str] | None = None,
-) -> None:
+) -> dict[str, float]:
+    """Render `todo` into the job's folder; returns the seconds spent measuring this host's
+    choices, compiling and rendering."""
     # the batch shape of a fresh run, even when resuming a few filters: XLA's arithmetic may
     # differ between batch shapes, and pixels must not depend on what was already on disk
     wanted = len(job.filters)
@@ -289,7 +303,7 @@ def _render(
         else:
             features = lambda params, images: job.network.features(params, images, below[-1])  # noqa: E731
 
-    def time_per_filter(candidate, batch):
+    def time_per_filter(candidate, batch, compiler_options):
         targets, keys = batch_of(todo[:batch], batch)
         candidate_objective = for_job(candidate, job.objective, job.layer.name, job.class_output)
         ascent = compile_ascent(
@@ -303,6 +317,7 @@ def _render(
             keys,
             features,
             **photo_start(job, len(targets)),
+            compiler_options=compiler_options,
         )
         return seconds_per_filter(lambda: ascent.run(params, targets, keys), batch)
 
@@ -321,8 +336,19 @@ def _render(
     def compiled(batch):
         targets, keys = batch_of(todo[:batch], batch)
         extra = photo_start(job, len(targets))  # {} without init=: the call stays as it was
+        options = plan.compiler_options if plan else None
         ascent = compile_ascent(
-            objective, style, job.size, job.steps, loop, params, targets, keys, features, **extra
+            objective,
+            style,
+            job.size,
+            job.steps,
+            loop,
+            params,
+            targets,
+            keys,
+            features,
+            **extra,
+            compiler_options=options,
         )
         log.info(
             "%s: %d filters to render, batch %d on %d device(s), loop %s; compiled in %.1f s",
@@ -335,6 +361,7 @@ def _render(
         )
         return ascent
 
+    phases = {"measuring": plan.measured_s if plan else 0.0, "compiling": 0.0, "rendering": 0.0}
     ascent, devices = None, jax.local_device_count()
     bar = tqdm(
         total=len(job.filters),
@@ -351,7 +378,9 @@ def _render(
             chunk = todo[first : first + batch]
             batch_start = time.perf_counter()
             try:
-                ascent = ascent or compiled(batch)
+                if ascent is None:
+                    ascent = compiled(batch)
+                    phases["compiling"] += ascent.compile_seconds
                 images, loss_start, loss_end, *alpha = ascent.run(params, *batch_of(chunk, batch))
                 alpha = np.asarray(alpha[0]) if alpha else None
                 images, loss_start, loss_end = map(np.asarray, (images, loss_start, loss_end))
@@ -380,15 +409,16 @@ def _render(
             bar.update(len(chunk))
     finally:
         bar.close()
-        seconds = time.perf_counter() - begin
+        phases["rendering"] = time.perf_counter() - begin - phases["compiling"]
         if rendered:
             log.info(
                 "%s: rendered %d filters in %.1f s (%.2f filters/s after compilation)",
                 job.layer.name,
                 rendered,
-                seconds,
-                rendered / seconds,
+                phases["rendering"],
+                rendered / phases["rendering"],
             )
+    return phases
 
 
 # ---- photos as a start ---------------------------------------------------------------------

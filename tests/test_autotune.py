@@ -5,7 +5,7 @@ import os
 import pytest
 
 from render import autotune
-from render.files import read_json
+from render.files import read_json, write_json
 from render.models.vgg import VGGNetwork
 
 NETWORK = VGGNetwork(width_divisor=16)
@@ -13,15 +13,19 @@ LAYER = next(layer for layer in NETWORK.layers if layer.name == "block2_conv1")
 
 
 class Timer:
-    """A stand-in for timing ascents: batch 2 is fastest, the plain forms slower."""
+    """A stand-in for timing ascents: batch 2 is fastest, the plain forms slower, and XLA's
+    own kernels (`xla_penalty` seconds) slower than the default library unless told."""
 
-    def __init__(self):
+    def __init__(self, xla_penalty=0.25):
         self.calls = []
+        self.xla_penalty = xla_penalty
 
-    def __call__(self, network, batch):
+    def __call__(self, network, batch, options):
         self.calls.append((dict(network.forms), batch))
         plain = all(form == "conv" for form in dict(network.forms).values())
-        return {1: 3.0, 2: 1.0, 4: 2.0}[batch] + (0.5 if plain else 0.0)
+        xla = options == autotune.LIBRARIES["xla"]
+        seconds = {1: 3.0, 2: 1.0, 4: 2.0}[batch] + (0.5 if plain else 0.0)
+        return seconds + (self.xla_penalty if xla else 0.0)
 
 
 @pytest.fixture
@@ -54,9 +58,11 @@ def chosen_host(monkeypatch):
 def test_first_use_measures_and_a_second_run_reads_the_cache(tmp_path, fake_forms):
     timer = Timer()
     network, first = plan(str(tmp_path), timer)
-    assert first.source == "measured" and first.batch == 2
-    # the guess (2 at stride 2) and its neighbours, then the plain forms at the winner
-    assert [batch for _, batch in timer.calls] == [1, 2, 4, 2]
+    assert first.source == "measured" and first.batch == 2 and first.library == "default"
+    # the guess (2 at stride 2) and its neighbours, then at the winner: the plain forms, and
+    # both with XLA's own kernels
+    assert [batch for _, batch in timer.calls] == [1, 2, 4, 2, 2, 2]
+    assert first.compiler_options == {}
     assert dict(network.forms) == {
         "block1_conv1": "winograd",
         "block1_conv2": "winograd",
@@ -72,6 +78,27 @@ def test_first_use_measures_and_a_second_run_reads_the_cache(tmp_path, fake_form
     saved = read_json(autotune.cache_file(str(tmp_path), "host A"))
     assert saved["host"] == "host A" and len(saved["plans"]) == 1
     assert second.record()["per_filter_s"]["batch 2, all conv"] == 1.5
+    assert second.record()["per_filter_s"]["batch 2, all conv, xla kernels"] == 1.75
+
+
+def test_the_faster_library_is_kept_and_its_options_reach_the_compiler(tmp_path, fake_forms):
+    network, chosen = plan(str(tmp_path), Timer(xla_penalty=-0.5))
+    assert chosen.library == "xla" and chosen.record()["library"] == "xla"
+    assert chosen.compiler_options == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert set(dict(network.forms).values()) == {"winograd"}  # forms and library together
+    _, again = plan(str(tmp_path), Timer())
+    assert again.source == "cached" and again.library == "xla"
+
+
+def test_a_plan_saved_without_a_library_is_measured_again(tmp_path, fake_forms):
+    plan(str(tmp_path), Timer())
+    path = autotune.cache_file(str(tmp_path), "host A")
+    saved = read_json(path)
+    for entry in saved["plans"].values():
+        del entry["library"]
+    write_json(path, saved)
+    _, chosen = plan(str(tmp_path), Timer())
+    assert chosen.source == "measured" and chosen.library == "default"
 
 
 def test_another_host_measures_anew(tmp_path, fake_forms):
@@ -85,7 +112,7 @@ def test_another_host_measures_anew(tmp_path, fake_forms):
 
 
 def test_plain_forms_are_kept_when_the_network_runs_faster_that_way(tmp_path, fake_forms):
-    def timer(network, batch):
+    def timer(network, batch, options):
         plain = all(form == "conv" for form in dict(network.forms).values())
         return 1.0 if plain else 2.0
 

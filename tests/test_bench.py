@@ -101,7 +101,11 @@ def test_benchmark_runs_the_peer_beside_each_layer_and_prints_the_ratio(tmp_path
         assert row["ratio_to_peer_process"] == pytest.approx(
             row["peer"]["process_s"] / row["main_command_s"]
         )
+        phases = row["main_command_phases_s"]
+        assert set(phases) == {"measuring", "compiling", "rendering", "metrics", "atlases"}
+        assert phases["rendering"] > 0 and sum(phases.values()) < row["main_command_s"]
     assert printed.count("whole process: python -m render") == 2
+    assert printed.count("startup and the rest") == 2
     assert "host: " in printed and rows[0]["host"] == rows[1]["host"]
 
 

@@ -69,3 +69,28 @@ def test_a_network_with_measured_forms_computes_the_same_features(params):
         jax.make_jaxpr(lambda x: tuned.features(wrapped, x, "block2_conv2"))(images)
     )
     assert VGG16(forms=forms).forms == forms
+
+
+@pytest.mark.parametrize("library", ["default", "xla"])
+def test_each_kernel_library_computes_the_same_values_and_input_gradients(params, library):
+    from render.autotune import LIBRARIES, available
+
+    if not available(library):
+        pytest.skip(f"this jax does not take the {library} library's options")
+    network = VGGNetwork(width_divisor=16)
+    wrapped = {"params": params}
+    images = jax.random.normal(jax.random.key(1), (2, 24, 24, 3)) * 50
+    channels = jnp.asarray([1, 5])
+
+    def objective(x):  # the pattern of an ascent: features, a mean per image, its gradient
+        y = network.features(wrapped, x, "block2_conv2", channels=channels)
+        return y.reshape(len(y), -1).mean(axis=1).sum()
+
+    program = jax.jit(jax.value_and_grad(objective)).lower(images)
+    expected = program.compile()(images)
+    compiled = program.compile(compiler_options=LIBRARIES[library] or None)
+    if library == "xla":
+        assert "__ynn_fusion" not in compiled.as_text()
+    got = compiled(images)
+    for a, b in zip(got, expected, strict=True):
+        assert float(jnp.abs(a - b).max() / jnp.abs(b).max()) < 1e-5
