@@ -11,12 +11,12 @@ keeping whichever runs the network fastest as a whole (a form that wins alone ca
 its neighbours; which library wins depends on the host). Results are kept in
 `<cache_dir>/autotune/`, beside XLA's compilation cache, in one file per host key (CPU model,
 vector extensions, jax version): a second run of the same shape measures nothing, another host
-measures anew. Accelerators keep XLA's own convolution
-autotuning and the memory-sized batch.
+measures anew. Accelerators keep XLA's own convolution autotuning and the memory-sized batch.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -75,6 +75,7 @@ class Plan:
         return LIBRARIES[self.library]
 
 
+@functools.cache
 def available(library: str) -> bool:
     """Whether this jax's CPU compiler takes the library's options (flags come and go)."""
     try:
@@ -225,8 +226,7 @@ def plan_render(
     """The network with its measured convolution forms, and the batch to render with (`batch`
     when given: then only the forms are chosen). `workload` names what else shapes the timing
     (style, precision); `time_per_filter(network, batch, compiler_options)` times a short
-    ascent. Without
-    `measure`, a choice not in the cache falls back to the defaults."""
+    ascent. Without `measure`, a choice not in the cache falls back to the defaults."""
     host = host_key()
     guess = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
     if jax.local_devices()[0].platform != "cpu":
