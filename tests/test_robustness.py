@@ -151,8 +151,8 @@ def test_auto_batch_halves_when_device_memory_runs_out(
     real = run_module.compile_ascent
     sizes = []
 
-    def tight_memory(objective, style, size, steps, loop, params, targets, keys, features=None):
-        ascent = real(objective, style, size, steps, loop, params, targets, keys, features)
+    def tight_memory(objective, style, size, steps, loop, params, targets, keys, *more, **options):
+        ascent = real(objective, style, size, steps, loop, params, targets, keys, *more, **options)
         sizes.append(len(targets))
         if len(targets) > 2:
 
