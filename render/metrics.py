@@ -96,29 +96,46 @@ def _chunked(fn, *arrays, chunk: int) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def _options(compiler_options: dict | None) -> tuple:
+    """Compiler options as a hashable key of the program caches below."""
+    return tuple(sorted((compiler_options or {}).items()))
+
+
 @functools.lru_cache(maxsize=32)
-def _channel_means_program(network: Network, layer: str):
-    """One compiled program per (network, layer), the weights an argument: a program that
-    closed over them would hold them as constants, compiled (and folded) anew each call."""
+def _channel_means_program(network: Network, layer: str, options: tuple):
+    """One compiled program per (network, layer, compiler options), the weights an argument: a
+    program that closed over them would hold them as constants, compiled (and folded) anew
+    each call."""
 
     def forward(params, x):
         y = network.features(params, network.convention.to_input(x), layer)
         return y.reshape(y.shape[0], -1, y.shape[-1]).mean(axis=1)  # dense layers: as they are
 
-    return jax.jit(forward)
+    return jax.jit(forward, compiler_options=dict(options) or None)
 
 
 def channel_means(
-    params, network: Network, layer: str, images_uint8: np.ndarray, chunk: int = 16
+    params,
+    network: Network,
+    layer: str,
+    images_uint8: np.ndarray,
+    chunk: int = 16,
+    compiler_options: dict | None = None,
 ) -> np.ndarray:
     """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
-    (for a dense layer, its outputs)."""
-    forward = _channel_means_program(network, layer)
+    (for a dense layer, its outputs). `compiler_options`: those the render's plan chose
+    (autotune's kernel library), so measuring runs as fast as rendering."""
+    forward = _channel_means_program(network, layer, _options(compiler_options))
     return _chunked(lambda x: forward(params, x), images_uint8, chunk=chunk)
 
 
 def natural_maxima(
-    params, network: Network, layer: str, crops: np.ndarray, cache_dir: str | None = None
+    params,
+    network: Network,
+    layer: str,
+    crops: np.ndarray,
+    cache_dir: str | None = None,
+    compiler_options: dict | None = None,
 ) -> np.ndarray:
     """(C,) each channel's highest mean activation over the crops. The same for every run of
     a layer with these weights and crops, so it is kept in `<cache_dir>/metrics/` by a digest
@@ -136,7 +153,8 @@ def natural_maxima(
                 return np.load(path)
             except (OSError, ValueError):
                 pass  # damaged: computed again
-    maxima = channel_means(params, network, layer, crops).max(axis=0)
+    maxima = channel_means(params, network, layer, crops, compiler_options=compiler_options)
+    maxima = maxima.max(axis=0)
     if path:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         buffer = io.BytesIO()
@@ -163,30 +181,45 @@ def _views_program(views: int, seed: int):
 
 
 @functools.lru_cache(maxsize=32)
-def _own_channel_program(network: Network, layer: str):
+def _own_channel_program(network: Network, layer: str, options: tuple):
     def forward(params, x, c):
         y = network.features(params, network.convention.to_input(x), layer, channels=c)
         return y.reshape(y.shape[0], -1).mean(axis=1)
 
-    return jax.jit(forward)
+    return jax.jit(forward, compiler_options=dict(options) or None)
 
 
 def own_channel_means(
-    params, network: Network, layer: str, images, channels: np.ndarray, chunk: int = 16
+    params,
+    network: Network,
+    layer: str,
+    images,
+    channels: np.ndarray,
+    chunk: int = 16,
+    compiler_options: dict | None = None,
 ) -> np.ndarray:
     """(N,) spatial mean of channel channels[n] of `layer` for RGB images (N, H, W, 3): only
     each image's own channel is computed."""
-    forward = _own_channel_program(network, layer)
+    forward = _own_channel_program(network, layer, _options(compiler_options))
     channels = np.asarray(channels, np.int32)
     return _chunked(lambda x, c: forward(params, x, c), images, channels, chunk=chunk)
 
 
 def view_activations(
-    params, network: Network, layer: str, images: np.ndarray, channels, views=ROBUSTNESS_VIEWS
+    params,
+    network: Network,
+    layer: str,
+    images: np.ndarray,
+    channels,
+    views=ROBUSTNESS_VIEWS,
+    compiler_options: dict | None = None,
 ) -> np.ndarray:
     """(N,) each image's channel's mean activation averaged over its random views."""
     seen = random_views(images, views)
-    per_view = own_channel_means(params, network, layer, seen, np.repeat(channels, views))
+    repeated = np.repeat(channels, views)
+    per_view = own_channel_means(
+        params, network, layer, seen, repeated, compiler_options=compiler_options
+    )
     return per_view.reshape(len(images), views).mean(axis=1)
 
 
@@ -199,6 +232,7 @@ def measure(
     crops: np.ndarray,
     cache_dir: str | None = None,
     views: int = ROBUSTNESS_VIEWS,
+    compiler_options: dict | None = None,
 ) -> dict:
     """The records with each ok filter's metrics added, from the PNGs in `folder`."""
     ok = [k for k, r in records.items() if r["status"] == "ok"]
@@ -207,13 +241,14 @@ def measure(
     if not ok:
         return records
     images = np.stack([pngs[k][0] for k in ok])
-    on_renders = channel_means(params, network, layer, images)  # (image, channel)
-    on_crops = natural_maxima(params, network, layer, crops, cache_dir)  # (channel,)
+    options = {"compiler_options": compiler_options}
+    on_renders = channel_means(params, network, layer, images, **options)  # (image, channel)
+    on_crops = natural_maxima(params, network, layer, crops, cache_dir, **options)  # (channel,)
     strongest = on_renders.argmax(axis=0)  # per channel: which rendered image excites it most
     channels = np.asarray([int(k) for k in ok], np.int32)
     on_views = None
     if views:
-        on_views = view_activations(params, network, layer, images, channels, views)
+        on_views = view_activations(params, network, layer, images, channels, views, **options)
     for row, k in enumerate(ok):
         channel = int(k)
         activation = float(on_renders[row, channel])
@@ -233,13 +268,27 @@ def measure(
     return records
 
 
-def measure_job(job, params, records: dict) -> None:
-    """Measure every rendered filter of a job's folder (see measure), logging a summary."""
+def measure_job(
+    job, params, records: dict, network: Network | None = None, compiler_options=None
+) -> None:
+    """Measure every rendered filter of a job's folder (see measure), logging a summary;
+    `network` and `compiler_options`: the render's measured forms and library, where it had
+    them (the same values, computed as fast as the render ran)."""
     reference = job.metrics.get("reference")
     crops = reference_crops(os.path.expanduser(reference) if reference else None)
     start = time.perf_counter()
     views = job.metrics.get("views", ROBUSTNESS_VIEWS)
-    measure(job.out_dir, records, params, job.network, job.layer.name, crops, job.cache_dir, views)
+    measure(
+        job.out_dir,
+        records,
+        params,
+        network or job.network,
+        job.layer.name,
+        crops,
+        job.cache_dir,
+        views,
+        compiler_options,
+    )
     ok = [r for r in records.values() if r["status"] == "ok" and "beats_natural" in r]
     if ok:
         log.info(

@@ -230,7 +230,7 @@ SETTINGS: tuple[Setting, ...] = (
         "autotune",
         "choice",
         "convolution forms and batch size measured on this host, cached per host: auto (runs of "
-        "at least 256 filter-steps on CPU), true (any run) or false (the built-in defaults)",
+        "at least 2560 filter-steps on CPU), true (any run) or false (the built-in defaults)",
         choices=("auto", "true", "false"),
     ),
     Setting(

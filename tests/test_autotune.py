@@ -159,14 +159,27 @@ def test_a_render_records_its_plan_and_a_second_run_measures_nothing(
 ):
     from test_render import job_for
 
+    from render import run
     from render.networks import load_params
     from render.run import render_layer
 
+    measured_with = []
+    measure_job = run.measure_job
+    monkeypatch.setattr(
+        run,
+        "measure_job",
+        lambda job, params, records, network, options: (
+            measured_with.append((dict(network.forms), options))
+            or measure_job(job, params, records, network, options)
+        ),
+    )
     loaded = load_params(weight_files["keras_notop"])
     cache = f"cache_dir={tmp_path / 'cache'}"
     first = job_for(weight_files, tmp_path / "a", "autotune=true", cache, "filters=0-3", "steps=3")
     meta = render_layer(first, loaded, {})
     record = meta["autotune"]
+    # the metrics run with the render's forms and kernel library
+    assert measured_with == [(record["forms"], autotune.LIBRARIES[record["library"]])]
     assert record["source"] == "measured" and record["batch"] in (1, 2, 4)
     assert set(record["forms"]) == {"block1_conv1", "block1_conv2", "block2_conv1"}
     assert set(record["forms"].values()) <= set(autotune.FORMS)
@@ -178,3 +191,32 @@ def test_a_render_records_its_plan_and_a_second_run_measures_nothing(
     assert again["source"] == "cached" and again["forms"] == record["forms"]
     off = job_for(weight_files, tmp_path / "c", "autotune=false", cache, "filters=0-3", "steps=3")
     assert "autotune" not in render_layer(off, loaded, {})
+
+
+def test_auto_measures_only_runs_large_enough_to_repay_it(
+    weight_files, tmp_path, monkeypatch, caplog
+):
+    from test_render import job_for
+
+    from render import run
+
+    asked = []
+
+    def plan_render(network, *args):
+        asked.append(args[-1])
+        return network, autotune.Plan(2, (), "default", "host A", "defaults", 0.0, {})
+
+    monkeypatch.setattr(run, "plan_render", plan_render)
+    job = job_for(weight_files, tmp_path, "steps=20", f"cache_dir={tmp_path}")
+    with caplog.at_level("INFO", logger="render"):
+        run.tuned_network(job, 16, None)  # 320 filter-steps
+    assert asked == [False]
+    assert (
+        f"{job.layer.name}: built-in choices: 320 filter-steps are too few to repay measuring "
+        "this host (autotune=auto measures from 2560; autotune=true measures now)"
+    ) in caplog.messages
+    run.tuned_network(job, 128, None)
+    assert asked == [False, True]
+    forced = job_for(weight_files, tmp_path, "steps=20", "autotune=true")
+    run.tuned_network(forced, 16, None)
+    assert asked == [False, True, True]

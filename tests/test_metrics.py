@@ -52,6 +52,28 @@ def test_measure_ratio_and_best_stimulus(params, tmp_path):
     assert "activation" not in records["2"]
 
 
+def test_metrics_with_the_render_s_kernel_library_equal_the_default(params, tmp_path):
+    """Measuring with the library the render's plan chose gives the default library's values."""
+    from render.autotune import LIBRARIES, available
+
+    if not available("xla"):
+        pytest.skip("this jax's CPU compiler has no choice of kernel library")
+    model = VGGNetwork(width_divisor=16)
+    crops = reference_crops()[:4]
+    for k in range(3):
+        Image.fromarray(crops[k]).save(tmp_path / f"f{k}.png")
+    results = []
+    for options in (None, LIBRARIES["xla"]):
+        records = {str(k): {"status": "ok", "file": f"f{k}.png"} for k in range(3)}
+        p = {"params": params}
+        measure(str(tmp_path), records, p, model, "block2_conv1", crops, compiler_options=options)
+        results.append(records)
+    for default, xla in zip(results[0].values(), results[1].values(), strict=True):
+        for name in ("activation", "natural_max", "robustness"):
+            assert xla[name] == pytest.approx(default[name], rel=1e-4, abs=1e-6)
+        assert xla["best_stimulus"] == default["best_stimulus"]
+
+
 def test_robustness_of_a_constant_image_is_one(params, tmp_path):
     """Every view of a constant image is the same image: robustness 1, and the views' ratio to
     the natural crops is the image's own."""
