@@ -580,9 +580,11 @@ def benchmark(argv: list[str] | None) -> int:
             if r["autotune"]:
                 forms = collections.Counter(r["autotune"]["forms"].values())
                 named = ", ".join(f"{form} x{n}" for form, n in forms.items()) or "default"
+                source = r["autotune"]["source"]
+                if source == "measured":  # what the first use of the layer on a host costs
+                    source += f" in {r['autotune']['measured_s']:.1f} s"
                 print(
-                    f"{'':<14}forms: {named}, {r['autotune']['library']} kernels "
-                    f"({r['autotune']['source']})",
+                    f"{'':<14}forms: {named}, {r['autotune']['library']} kernels ({source})",
                     flush=True,
                 )
             if args.peer:

@@ -70,7 +70,9 @@ def test_benchmark_prints_and_writes_json(tmp_path, capsys):
         assert r["fraction_of_ceiling"] == pytest.approx(r["nominal_gflops"] / r["ceiling_gflops"])
         assert r["autotune"]["source"] == "measured" and r["autotune"]["batch"] == 2
         assert set(r["autotune"]["forms"].values()) <= {"conv", "shifted", "im2col", "winograd"}
-    assert printed.count("(measured)") == 4
+    for r in rows:  # each layer's first-use cost, as printed
+        assert f"kernels (measured in {r['autotune']['measured_s']:.1f} s)" in printed
+    assert printed.count("kernels (measured in ") == 4
 
 
 FAKE_PEER = """#!/usr/bin/env python3
