@@ -41,9 +41,9 @@ log = logging.getLogger("render")
 FORM_REPEATS = 3  # timed calls per form and shape, after one untimed; the fastest counts
 STEP_REPEATS = 2  # timed ascents per batch candidate, after one untimed
 TUNE_STEPS = 3  # steps per timed ascent
-# autotune=auto measures for runs of at least this many filter-steps: measuring costs about
-# what rendering 20-70 filters of the layer at 20 steps does, and the 10-25% it saves repays
-# that from about 128 filters
+# autotune=auto measures for runs of at least this many filter-steps (128 filters at 20 steps):
+# measuring costs what rendering 20-90 of the layer's filters does, and saves 10-25% of every
+# filter rendered after it on the host; a smaller run would mostly wait for the measurement
 AUTOTUNE_MIN_WORK = 2560
 # compiler options per program: jax's defaults, or XLA's own kernels instead of YNNPACK fusions
 LIBRARIES = {"default": {}, "xla": {"xla_cpu_experimental_ynn_fusion_type": ""}}

@@ -40,7 +40,6 @@ from render.errors import UserError
 from render.figures import compose_figure, loss_label, output_figure, save_figure, write_atlases
 from render.files import read_png, write_png
 from render.metrics import measure_classes, measure_job
-from render.models.network import Network
 from render.objectives import at_input_size, caricature, for_job
 from render.runs import SCHEMA_VERSION, png_name, read_metadata, write_metadata
 from render.settings import DreamJob, Job, ObjectivesJob
@@ -222,9 +221,9 @@ def render_layer(job: Job, params, settings: dict) -> dict:
                 "%d of %d filters already rendered in %s", len(done), len(job.filters), job.out_dir
             )
         phases = {"measuring": 0.0, "compiling": 0.0, "rendering": 0.0}
-        network, options = job.network, None  # the render's measured choices, where it ran
+        options = None  # the compiler options the render ran with (its kernel library)
         if todo:
-            phases, network, options = _render(job, params, todo, meta, len(done), mine)
+            phases, options = _render(job, params, todo, meta, len(done), mine)
         with records_lock(job.out_dir, mine is not None):  # metrics and atlases see every record
             meta = merged(job.out_dir, meta, mine)
             records = meta["filters"]
@@ -232,7 +231,7 @@ def render_layer(job: Job, params, settings: dict) -> dict:
             if job.objective == "class":
                 measure_classes(job, params, records)
             elif job.metrics.get("measure"):
-                measure_job(job, params, records, network, options)
+                measure_job(job, params, records, options)
             phases["metrics"] = time.perf_counter() - begin
             begin = time.perf_counter()
             write_atlases(job, records)
@@ -287,9 +286,9 @@ def _render(
     meta: dict,
     done: int,
     mine: set[str] | None = None,
-) -> tuple[dict[str, float], Network, dict | None]:
+) -> tuple[dict[str, float], dict | None]:
     """Render `todo` into the job's folder; returns the seconds spent measuring this host's
-    choices, compiling and rendering, and the network and compiler options it ran with."""
+    choices, compiling and rendering, and the compiler options it ran with."""
     # the batch shape of a fresh run, even when resuming a few filters: XLA's arithmetic may
     # differ between batch shapes, and pixels must not depend on what was already on disk
     wanted = len(job.filters)
@@ -429,7 +428,7 @@ def _render(
                 phases["rendering"],
                 rendered / phases["rendering"],
             )
-    return phases, network, plan.compiler_options if plan else None
+    return phases, plan.compiler_options if plan else None
 
 
 # ---- photos as a start ---------------------------------------------------------------------
