@@ -88,6 +88,14 @@ def available(library: str) -> bool:
     return True
 
 
+def recorded_options(record: dict | None) -> dict | None:
+    """The compiler options of a plan recorded in a layer's metadata, where it was made on this
+    host (a resumed run with nothing left to render still measures with the render's library)."""
+    if not record or record.get("host") != host_key() or record.get("library") not in LIBRARIES:
+        return None
+    return LIBRARIES[record["library"]] if available(record["library"]) else None
+
+
 def seconds_per_filter(run: Callable[[], object], batch: int) -> float:
     """The fastest of STEP_REPEATS timed calls of `run` (after an untimed one), per image."""
     jax.block_until_ready(run())
@@ -210,6 +218,11 @@ def best_forms(shapes: dict[str, tuple], precision: str, store: Store) -> dict[s
     return chosen
 
 
+def on_cpu() -> bool:
+    """Whether this process renders on a CPU (accelerators keep XLA's own autotuning)."""
+    return jax.local_devices()[0].platform == "cpu"
+
+
 def tunable(network: Network) -> bool:
     """Convolution forms apply to networks built from models/lowering.py (a `forms` field)."""
     return "forms" in {field.name for field in fields(network)}
@@ -232,7 +245,7 @@ def plan_render(
     ascent. Without `measure`, a choice not in the cache falls back to the defaults."""
     host = host_key()
     guess = fit_batch(batch or auto_batch_size(network, layer, size, filters), filters)
-    if jax.local_devices()[0].platform != "cpu":
+    if not on_cpu():
         return network, Plan(guess, (), "default", host, "defaults", 0.0, {})
     store = Store(cache_dir, host)
     key = f"{network.name}|{layer.name}|{size}|{workload}|batch {batch or 'auto'}"

@@ -124,7 +124,7 @@ def channel_means(
 ) -> np.ndarray:
     """(N, C) spatial mean of every channel of `layer` for uint8 RGB images of one size
     (for a dense layer, its outputs). `compiler_options`: those the render's plan chose
-    (autotune's kernel library), so measuring runs as fast as rendering."""
+    (autotune's kernel library)."""
     forward = _channel_means_program(network, layer, _options(compiler_options))
     return _chunked(lambda x: forward(params, x), images_uint8, chunk=chunk)
 
@@ -139,7 +139,7 @@ def natural_maxima(
 ) -> np.ndarray:
     """(C,) each channel's highest mean activation over the crops. The same for every run of
     a layer with these weights and crops, so it is kept in `<cache_dir>/metrics/` by a digest
-    of all three."""
+    of all three (not of the compiler options: kernel libraries differ only in rounding)."""
     digest = hashlib.sha256(f"{network.name}|{layer}|{crops.shape}".encode())
     for leaf in jax.tree_util.tree_leaves(params):
         digest.update(np.asarray(leaf).tobytes())
@@ -301,7 +301,7 @@ def measure_job(job, params, records: dict, compiler_options: dict | None = None
         )
 
 
-def measure_classes(job, params, records: dict) -> None:
+def measure_classes(job, params, records: dict, compiler_options: dict | None = None) -> None:
     """Each class image's logit and softmax probability, on the PNG read back from disk."""
     network = job.network
     ok = [k for k, r in records.items() if r["status"] == "ok"]
@@ -311,7 +311,8 @@ def measure_classes(job, params, records: dict) -> None:
         records[k]["class_name"] = class_name(int(k), network.labels)
     if not ok:
         return
-    logits = channel_means(params, network, network.head, np.stack([pngs[k][0] for k in ok]))
+    images = np.stack([pngs[k][0] for k in ok])
+    logits = channel_means(params, network, network.head, images, compiler_options=compiler_options)
     probabilities = np.asarray(jax.nn.softmax(logits, axis=-1))
     for row, k in enumerate(ok):
         records[k] |= {

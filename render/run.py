@@ -22,7 +22,9 @@ from render.ascent import anchor_penalty, compile_ascent, image_keys
 from render.autotune import (
     AUTOTUNE_MIN_WORK,
     TUNE_STEPS,
+    on_cpu,
     plan_render,
+    recorded_options,
     seconds_per_filter,
     workload_key,
 )
@@ -221,7 +223,7 @@ def render_layer(job: Job, params, settings: dict) -> dict:
                 "%d of %d filters already rendered in %s", len(done), len(job.filters), job.out_dir
             )
         phases = {"measuring": 0.0, "compiling": 0.0, "rendering": 0.0}
-        options = None  # the compiler options the render ran with (its kernel library)
+        options = recorded_options(meta.get("autotune"))  # the render's kernel library
         if todo:
             phases, options = _render(job, params, todo, meta, len(done), mine)
         with records_lock(job.out_dir, mine is not None):  # metrics and atlases see every record
@@ -229,7 +231,7 @@ def render_layer(job: Job, params, settings: dict) -> dict:
             records = meta["filters"]
             begin = time.perf_counter()
             if job.objective == "class":
-                measure_classes(job, params, records)
+                measure_classes(job, params, records, options)
             elif job.metrics.get("measure"):
                 measure_job(job, params, records, options)
             phases["metrics"] = time.perf_counter() - begin
@@ -268,7 +270,7 @@ def tuned_network(job: Job, filters: int, time_per_filter) -> tuple:
         job.batch_size,
         measure,
     )
-    if plan.source == "defaults" and not measure and jax.default_backend() == "cpu":
+    if plan.source == "defaults" and not measure and on_cpu():
         log.info(
             "%s: built-in choices: %d filter-steps are too few to repay measuring this host "
             "(autotune=auto measures from %d; autotune=true measures now)",

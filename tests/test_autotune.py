@@ -190,6 +190,10 @@ def test_a_render_records_its_plan_and_a_second_run_measures_nothing(
     assert again["source"] == "cached" and again["forms"] == record["forms"]
     off = job_for(weight_files, tmp_path / "c", "autotune=false", cache, "filters=0-3", "steps=3")
     assert "autotune" not in render_layer(off, loaded, {})
+    # a resumed run with nothing left to render measures with the library its plan recorded
+    render_layer(first, loaded, {})
+    library = autotune.LIBRARIES[record["library"]]
+    assert measured_with == [library, library, None, library]
 
 
 def test_auto_measures_only_runs_large_enough_to_repay_it(
@@ -214,8 +218,11 @@ def test_auto_measures_only_runs_large_enough_to_repay_it(
         f"{job.layer.name}: built-in choices: 320 filter-steps are too few to repay measuring "
         "this host (autotune=auto measures from 2560; autotune=true measures now)"
     ) in caplog.messages
-    run.tuned_network(job, 128, None)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="render"):
+        run.tuned_network(job, 128, None)
     assert asked == [False, True]
+    assert not any("too few to repay" in message for message in caplog.messages)
     forced = job_for(weight_files, tmp_path, "steps=20", "autotune=true")
     run.tuned_network(forced, 16, None)
     assert asked == [False, True, True]

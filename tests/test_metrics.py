@@ -72,6 +72,18 @@ def test_metrics_with_the_render_s_kernel_library_equal_the_default(params, tmp_
         for name in ("activation", "natural_max", "robustness"):
             assert xla[name] == pytest.approx(default[name], rel=1e-4, abs=1e-6)
         assert xla["best_stimulus"] == default["best_stimulus"]
+    # the options reach the compiler: one it does not know is refused
+    records = {"0": {"status": "ok", "file": "f0.png"}}
+    with pytest.raises(Exception, match="no_such_option"):
+        measure(
+            str(tmp_path),
+            records,
+            {"params": params},
+            model,
+            "block2_conv1",
+            crops,
+            compiler_options={"xla_no_such_option": "1"},
+        )
 
 
 def test_robustness_of_a_constant_image_is_one(params, tmp_path):
