@@ -14,7 +14,8 @@
 #
 # Inputs it looks for: .whl/*.whl (hydra-core, omegaconf, antlr4, pooch, platformdirs for a
 # machine without them), .weights/vgg16_notop.h5 (real weights; random ones otherwise: same
-# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 560) shrink it for a dry run.
+# speed). LAYERS, FILTERS, SIZE, STEPS and BUDGET_S (default 560) shrink it for a dry run
+# (stages 2 and 4 then take the first of LAYERS, stage 5 eight filters).
 set -u
 out=${1:?usage: bash render/gpu_check.sh OUT_FOLDER}
 mkdir -p "$out"
@@ -54,16 +55,24 @@ stage() {  # stage NAME SECONDS COMMAND...: run under a timeout no later than th
     echo "weights: $weights"
 } 2>&1 | tee -a "$log"
 
+# a dry run (LAYERS and FILTERS set) shrinks the fixed stages too: its first layer, 8 filters
+# (with random weights some of conv5_2's first 8 live, so an atlas is written)
+strategy_layer=block3_conv3 render_filters=0-63 check=()
+if [ "$layers" != all ]; then
+    strategy_layer=${layers%%,*} check=(--layers "${layers%%,*}" --size "$size")
+fi
+[ "$filters" != all ] && render_filters=0-7
+
 # autotune off: a GPU keeps XLA's own autotuning anyway, and a CPU dry run measures nothing
 bench=("$python" -m render.bench --weights "$weights" --layers "$layers" --filters "$filters"
     --size "$size" --steps "$steps" --repeats 1 --autotune false)
-stage devicecheck 75 "$python" -m render.devicecheck --weights "$weights"
+stage devicecheck 75 "$python" -m render.devicecheck --weights "$weights" ${check[@]+"${check[@]}"}
 stage bench-bf16 240 "${bench[@]}" --precision bf16 --json "$out/bench-bf16.json"
 stage bench-tf32 180 "${bench[@]}" --precision tf32 --json "$out/bench-tf32.json"
-stage bench-strategy 60 "$python" -m render.bench --weights "$weights" --layers block3_conv3 \
+stage bench-strategy 60 "$python" -m render.bench --weights "$weights" --layers "$strategy_layer" \
     --filters "$filters" --size "$size" --steps "$steps" --repeats 1 --precision bf16 --autotune false \
     --loop python,device --batch 64,256 --json "$out/bench-strategy.json"
-stage render 60 "$python" -m render "weights=$weights" layer=conv5_2 filters=0-63 \
+stage render 60 "$python" -m render "weights=$weights" layer=conv5_2 "filters=$render_filters" \
     "size=$size" "steps=$steps" "output.root=$run_root" progress=false autotune=false
 atlas=$(find "$run_root" -name atlas.png | head -1)
 [ -n "$atlas" ] && cp "$atlas" "$out/conv5_2_atlas.png"
