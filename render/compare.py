@@ -74,21 +74,12 @@ def ensure_metrics(cfg, job, meta: dict) -> None:
     wanted = ("activation", "robustness")
     if all(all(w in r for w in wanted) for r in records.values() if r["status"] == "ok"):
         return
-    from render.metrics import ROBUSTNESS_VIEWS, measure, reference_crops
+    from render.autotune import recorded_options
+    from render.metrics import measure_job
     from render.networks import load_network
 
     params = load_network(cfg).params
-    reference = job.metrics.get("reference")
-    measure(
-        job.out_dir,
-        records,
-        params,
-        job.network,
-        job.layer.name,
-        reference_crops(os.path.expanduser(reference) if reference else None),
-        job.cache_dir,
-        job.metrics.get("views", ROBUSTNESS_VIEWS),
-    )
+    measure_job(job, params, records, recorded_options(meta.get("autotune")))
     write_metadata(job.out_dir, meta)
 
 
